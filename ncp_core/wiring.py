@@ -308,7 +308,7 @@ class Wiring:
         if values.size and not np.all((values == 1) | (values == -1)):
             bad = values[(values != 1) & (values != -1)][0]
             raise WiringError(
-                f"cannot add a synapse with polarity {bad!r}: expected -1 or +1"
+                f"cannot add a synapse with polarity {bad.item()!r}: expected -1 or +1"
             )
         return values.astype(np.int8)
 
