@@ -114,7 +114,7 @@ def _sorted_labels(labels: Sequence[Any]) -> list[int | str]:
     return sorted(unique)  # type: ignore[type-var]
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class SequenceDataset:
     """Train and test splits of padded, masked sequences with their targets.
 
@@ -136,6 +136,9 @@ class SequenceDataset:
         task (str): ``"classification"`` or ``"regression"``.
         summary (str): One line describing the dataset.
         source (str): Provenance or citation line.
+
+    Equality is identity (arrays have no single truth value) and the repr
+    shows shapes only.
     """
 
     name: str
@@ -370,6 +373,13 @@ class SequenceDataset:
                 f"must use the same kind of label"
             )
         _unseen_test_classes(self.y_train, self.y_test, self.name)
+
+    def __repr__(self) -> str:
+        """Name, task and array shapes (the arrays themselves are not shown)."""
+        return (
+            f"SequenceDataset(name={self.name!r}, task={self.task!r}, "
+            f"X_train={self.X_train.shape}, X_test={self.X_test.shape})"
+        )
 
     def describe(self) -> str:
         """One line with the sizes of the dataset.

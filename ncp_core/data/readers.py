@@ -245,7 +245,9 @@ def _find_partner(path: Path, suffix: str) -> tuple[Path, Path | None, str]:
     word = match.group(1)
     base = stem[: match.start()]
     if word.lower() == "train":
-        other_word = "TEST" if word.isupper() else "Test" if word[0].isupper() else "test"
+        other_word = (
+            "TEST" if word.isupper() else "Test" if word[0].isupper() else "test"
+        )
     else:
         other_word = (
             "TRAIN" if word.isupper() else "Train" if word[0].isupper() else "train"
@@ -368,7 +370,9 @@ def _read_pair(
     train_path, test_path, base = _find_partner(path, suffix)
     train = parse(_read_text(train_path), str(train_path))
     test = None if test_path is None else parse(_read_text(test_path), str(test_path))
-    source = f"read from {train_path}" + ("" if test_path is None else f" and {test_path}")
+    source = f"read from {train_path}" + (
+        "" if test_path is None else f" and {test_path}"
+    )
     return _build(name or base, train, test, source=source)
 
 
@@ -436,8 +440,7 @@ def _parse_ts(text: str, source: str) -> _Parsed:
             if tag is None:
                 known = ", ".join(sorted(set(_TS_TAGS.values()), key=str.lower))
                 raise DataError(
-                    f"{where}: unknown header tag {parts[0]!r}; expected one of "
-                    f"{known}"
+                    f"{where}: unknown header tag {parts[0]!r}; expected one of {known}"
                 )
             if key in header:
                 raise DataError(f"{where}: {tag} appears twice; keep one")
@@ -483,13 +486,13 @@ def _parse_ts(text: str, source: str) -> _Parsed:
         series, label = _ts_data_line(line, where, n_channels, parsed.task)
         if n_channels is None:
             n_channels = series.shape[1]
-        if header.get("@equallength") and "@serieslength" in header:
-            expected = header["@serieslength"]
+        if header.get("@equallength"):
+            expected = header.setdefault("@serieslength", series.shape[0])
             if series.shape[0] != expected:
                 raise DataError(
                     f"{where}: the series has {series.shape[0]} values per "
-                    f"channel but the header says @equalLength true and "
-                    f"@seriesLength {expected}; fix the line or the header"
+                    f"channel but the header says @equalLength true and the "
+                    f"series length is {expected}; fix the line or the header"
                 )
         if class_labels is not None and label not in class_labels:
             raise DataError(
@@ -765,8 +768,7 @@ def _npz_inputs(
     """Check one split's inputs from an npz; derive or apply its mask."""
     if x.dtype.kind not in "fiub":
         raise DataError(
-            f"{where}: X_{split} has dtype {x.dtype}; expected numbers "
-            f"(float or int)"
+            f"{where}: X_{split} has dtype {x.dtype}; expected numbers (float or int)"
         )
     x = x.astype(np.float64)
     if x.ndim == 2:
@@ -838,8 +840,7 @@ def _npz_labels(y: np.ndarray, task: str, split: str, where: str) -> np.ndarray:
         if not finite.all():
             i = int(np.flatnonzero(~finite)[0])
             raise DataError(
-                f"{where}: label {i} of y_{split} is {y[i]}; every series needs "
-                f"a label"
+                f"{where}: label {i} of y_{split} is {y[i]}; every series needs a label"
             )
         if np.all(y == np.round(y)):
             return y.astype(np.int64)
@@ -889,22 +890,31 @@ def read_npz(path: str | Path, *, name: str | None = None) -> SequenceDataset:
     _require_file(path)
     where = str(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataError(f"{where} holds a single array, not an .npz archive")
-            contents = {key: archive[key] for key in archive.files}
-            task = _npz_str(archive, "task", where) or "classification"
-            stored_name = _npz_str(archive, "name", where)
-            summary = _npz_str(archive, "summary", where) or ""
-            source = _npz_str(archive, "source", where) or f"read from {path}"
-    except DataError:
-        raise
-    except ValueError as exc:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(
-            f"{where}: {exc}; store labels as str or int arrays, not objects"
+            f"{where} is not a readable .npz archive ({exc}); write it with "
+            f"numpy.savez or write_npz"
         ) from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{where} is not a readable .npz archive ({exc})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"{where} holds a single array, not an .npz archive; save the splits "
+            f"with numpy.savez(path, X_train=..., y_train=..., X_test=..., "
+            f"y_test=...)"
+        )
+    with archive:
+        try:
+            contents = {key: archive[key] for key in archive.files}
+        except ValueError as exc:
+            raise DataError(
+                f"{where}: {exc}; store labels as str or int arrays, not objects"
+            ) from exc
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise DataError(f"{where}: a stored array is damaged ({exc})") from exc
+        task = _npz_str(archive, "task", where) or "classification"
+        stored_name = _npz_str(archive, "name", where)
+        summary = _npz_str(archive, "summary", where) or ""
+        source = _npz_str(archive, "source", where) or f"read from {path}"
     if task not in TASKS:
         raise DataError(
             f"{where}: task is {task!r}; expected one of "
@@ -1078,4 +1088,3 @@ def read_dataset(path: str | Path, *, name: str | None = None) -> SequenceDatase
         )
     _require_file(path)
     return reader(path, name=name)
-

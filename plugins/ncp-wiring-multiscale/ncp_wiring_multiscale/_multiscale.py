@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def check_time_scales(value: Sequence[float], count: int, names: str) -> list[fl
         raise WiringError(
             f"time_scales must be {count} positive numbers ({names}), got {value!r}"
         )
-    if any(a > b for a, b in zip(scales, scales[1:])):
+    if any(a > b for a, b in pairwise(scales)):
         raise WiringError(
             f"time_scales {value!r} must not decrease ({names}): a slower group "
             "has a time scale at least as long as a faster one"
@@ -109,12 +110,8 @@ class MultiScale(Wiring):
         motor = _check_size("output_neurons", output_neurons)
         scales = check_time_scales(time_scales, 3, "fast, medium, slow")
         self.sensory_density = _check_fraction("sensory_density", sensory_density)
-        self.recurrent_density = _check_fraction(
-            "recurrent_density", recurrent_density
-        )
-        self.ascending_density = _check_fraction(
-            "ascending_density", ascending_density
-        )
+        self.recurrent_density = _check_fraction("recurrent_density", recurrent_density)
+        self.ascending_density = _check_fraction("ascending_density", ascending_density)
         self.modulation_density = _check_fraction(
             "modulation_density", modulation_density
         )
