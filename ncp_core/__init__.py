@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "list_wirings": "ncp_core.plugins",
     "register_wiring": "ncp_core.plugins",
     "wiring_from_config": "ncp_core.plugins",
+    "wiring_record": "ncp_core.plugins",
+    "wiring_info": "ncp_core.plugins",
     "list_plugins": "ncp_core.plugins",
     "list_datasets": "ncp_core.plugins",
     "register_dataset": "ncp_core.plugins",
@@ -74,8 +76,10 @@ if TYPE_CHECKING:
         register_dataset,
         register_wiring,
         wiring_from_config,
+        wiring_info,
+        wiring_record,
     )
-    from ncp_core.rnn import CfC, LTC
+    from ncp_core.rnn import LTC, CfC
     from ncp_core.wiring import SENSORY, Wiring
 
 

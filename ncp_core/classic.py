@@ -15,7 +15,7 @@ from ncp_core.errors import WiringError
 from ncp_core.hookspecs import hookimpl
 from ncp_core.wiring import SENSORY, Wiring, _check_fraction, _check_size
 
-__all__ = ["AutoNCP", "FullyConnected", "NCP", "Random"]
+__all__ = ["NCP", "AutoNCP", "FullyConnected", "Random"]
 
 TWO_THIRDS_EXCITATORY = 2.0 / 3.0
 

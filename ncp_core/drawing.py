@@ -9,7 +9,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ncp_core.wiring import Wiring
 
-__all__ = ["draw_wiring", "wiring_to_networkx", "GRAPH_DRAWING_LIMIT"]
+__all__ = ["GRAPH_DRAWING_LIMIT", "draw_wiring", "wiring_to_networkx"]
 
 GRAPH_DRAWING_LIMIT = 120
 """Above this many neurons a wiring is drawn as a block matrix, not a graph."""
@@ -56,7 +56,7 @@ def wiring_to_networkx(wiring: Wiring, include_sensory: bool = True) -> Any:
     for i in range(wiring.units):
         graph.add_node(f"neuron_{i}", group=types[i])
     src, dst = np.nonzero(wiring.adjacency)
-    for s, d in zip(src.tolist(), dst.tolist()):
+    for s, d in zip(src.tolist(), dst.tolist(), strict=True):
         graph.add_edge(
             f"neuron_{s}", f"neuron_{d}", polarity=int(wiring.adjacency[s, d])
         )
@@ -64,7 +64,7 @@ def wiring_to_networkx(wiring: Wiring, include_sensory: bool = True) -> Any:
         for i in range(wiring.sensory_adjacency.shape[0]):
             graph.add_node(f"sensory_{i}", group="sensory")
         src, dst = np.nonzero(wiring.sensory_adjacency)
-        for s, d in zip(src.tolist(), dst.tolist()):
+        for s, d in zip(src.tolist(), dst.tolist(), strict=True):
             graph.add_edge(
                 f"sensory_{s}",
                 f"neuron_{d}",
@@ -82,7 +82,9 @@ def _layered_positions(wiring: Wiring, graph: Any) -> dict[str, tuple[float, flo
     """Sensory on the left, then each layer (or group), outputs on the right."""
     columns: list[list[str]] = []
     if wiring.sensory_adjacency is not None:
-        columns.append([f"sensory_{i}" for i in range(wiring.sensory_adjacency.shape[0])])
+        columns.append(
+            [f"sensory_{i}" for i in range(wiring.sensory_adjacency.shape[0])]
+        )
     placed: set[int] = set()
     ordered = wiring.layers or list(reversed(list(wiring.groups.values())))
     for ids in ordered:
@@ -117,7 +119,9 @@ def draw_wiring(
         with_labels (bool): Label graph nodes with their ids.
     """
     if kind not in ("auto", "graph", "matrix"):
-        raise ValueError(f"unknown drawing kind {kind!r}: use 'auto', 'graph' or 'matrix'")
+        raise ValueError(
+            f"unknown drawing kind {kind!r}: use 'auto', 'graph' or 'matrix'"
+        )
     plt = _require("matplotlib.pyplot")
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 6))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 __all__ = [
-    "NCPError",
-    "WiringError",
-    "PluginError",
-    "PluginConflictError",
-    "UnknownWiringError",
-    "DataError",
     "CheckpointError",
-    "NCPWarning",
+    "DataError",
+    "ModelError",
+    "NCPError",
     "NCPPluginWarning",
+    "NCPWarning",
+    "PluginConflictError",
+    "PluginError",
+    "UnknownWiringError",
+    "WiringError",
 ]
 
 
@@ -41,6 +42,10 @@ class DataError(NCPError, ValueError):
 
 class CheckpointError(NCPError, ValueError):
     """A saved run or model could not be loaded."""
+
+
+class ModelError(NCPError, ValueError):
+    """A cell or model was given arguments, inputs or a state it cannot take."""
 
 
 class NCPWarning(UserWarning):

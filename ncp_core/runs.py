@@ -8,6 +8,7 @@ A run folder holds::
                            history, and the two files below with their SHA-256
     checkpoint/weights-EEEE.safetensors     last weights
     checkpoint/optimizer-EEEE.safetensors   optimizer state (flattened tree)
+    checkpoint/best-BBBB.safetensors        best weights so far (epoch BBBB)
     metrics.jsonl          one JSON object per finished epoch
     summary.json           test metrics and timings of the finished run
     *.png                  learning curves, the wiring, the confusion matrix
@@ -78,7 +79,7 @@ RUN_FILES = (
 """Every name a run writes; a folder holding any of them holds a run."""
 
 _TEMP_PREFIX = ".ncp-tmp-"
-_EPOCH_FILE = re.compile(r"^(weights|optimizer)-(\d+)\.safetensors$")
+_EPOCH_FILE = re.compile(r"^(weights|optimizer|best)-(\d+)\.safetensors$")
 
 
 # -- atomic writes -----------------------------------------------------------
@@ -266,19 +267,16 @@ class RunFolder:
         """Whether the folder has a ``config.json``."""
         return (self.path / CONFIG_FILE).is_file()
 
-    def create(self, *, force: bool = False) -> None:
-        """Make the folder ready for a new run.
-
-        Files that are not run files are left alone. Run files already there
-        are an error unless ``force``, which removes them first.
+    def check_new(self, *, force: bool = False) -> None:
+        """Raise unless a new run may be written here (nothing is changed).
 
         Raises:
-            CheckpointError: the folder holds a run and ``force`` is off, or
-                the path is a file.
+            CheckpointError: the folder holds run files and ``force`` is off,
+                or the path is a file.
         """
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(
-                f"--out {self.path} is a file, not a folder; choose another path"
+                f"run folder {self.path} is a file, not a folder; choose another path"
             )
         present = self.existing_run_files()
         if present and not force:
@@ -287,7 +285,18 @@ class RunFolder:
                 f"{self.path} already holds {what} ({', '.join(present)}); resume "
                 "it with --resume, pick another --out, or overwrite it with --force"
             )
-        for name in present:
+
+    def create(self, *, force: bool = False) -> None:
+        """Make the folder ready for a new run.
+
+        Files that are not run files are left alone. Run files already there
+        are an error unless ``force``, which removes them first.
+
+        Raises:
+            CheckpointError: as :meth:`check_new`.
+        """
+        self.check_new(force=force)
+        for name in self.existing_run_files():
             target = self.path / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
@@ -383,10 +392,21 @@ class RunFolder:
         weights: Mapping[str, mx.array],
         optimizer: Mapping[str, mx.array],
         state: Mapping[str, Any],
+        best: tuple[int, Mapping[str, mx.array]] | None = None,
     ) -> None:
-        """Save a resumable checkpoint of ``epoch``; ``state.json`` goes last."""
+        """Save a resumable checkpoint of ``epoch``; ``state.json`` goes last.
+
+        Args:
+            epoch (int): The epoch just finished.
+            weights (Mapping): Flat parameters of the model after ``epoch``.
+            optimizer (Mapping): The flattened optimizer state.
+            state (Mapping): JSON-safe loop state (counters, RNG, history).
+            best (tuple, optional): ``(best_epoch, weights)`` of the best
+                model so far; its file is written once per best epoch.
+        """
         folder = self.checkpoint_dir
         folder.mkdir(parents=True, exist_ok=True)
+        previous = self.read_checkpoint_state() if self.has_checkpoint() else {}
         names = {
             "weights": f"weights-{epoch:04d}.safetensors",
             "optimizer": f"optimizer-{epoch:04d}.safetensors",
@@ -397,6 +417,15 @@ class RunFolder:
                 folder / names["optimizer"], optimizer
             ),
         }
+        if best is not None:
+            names["best"] = f"best-{best[0]:04d}.safetensors"
+            old = previous.get("files", {}).get("best")
+            if old == names["best"] and (folder / old).is_file():
+                digests["best"] = previous["sha256"]["best"]
+            else:
+                digests["best"] = atomic_save_safetensors(
+                    folder / names["best"], best[1]
+                )
         atomic_write_json(
             folder / STATE_FILE,
             {
@@ -416,13 +445,11 @@ class RunFolder:
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / STATE_FILE).is_file()
 
-    def read_checkpoint(
-        self,
-    ) -> tuple[dict[str, Any], dict[str, mx.array], dict[str, mx.array]]:
-        """The last complete checkpoint: ``(state, weights, optimizer)``.
+    def read_checkpoint_state(self) -> dict[str, Any]:
+        """The JSON part of the last checkpoint (no tensors loaded).
 
         Raises:
-            CheckpointError: there is none, or its files are broken.
+            CheckpointError: there is none or it cannot be read.
         """
         path = self.checkpoint_dir / STATE_FILE
         if not path.is_file():
@@ -431,21 +458,42 @@ class RunFolder:
                 f"{STATE_FILE} is missing); start a new run instead"
             )
         state = read_json(path, "checkpoint state")
-        if not isinstance(state, dict) or "files" not in state:
+        if not isinstance(state, dict) or not isinstance(state.get("files"), dict):
             raise CheckpointError(f"checkpoint state {path} is not a checkpoint")
         check_format(state, path)
+        return state
+
+    def read_checkpoint(
+        self,
+    ) -> tuple[
+        dict[str, Any],
+        dict[str, mx.array],
+        dict[str, mx.array],
+        dict[str, mx.array] | None,
+    ]:
+        """The last complete checkpoint: ``(state, weights, optimizer, best)``.
+
+        Raises:
+            CheckpointError: there is none, or its files are broken.
+        """
+        state = self.read_checkpoint_state()
         files, digests = state["files"], state.get("sha256", {})
-        weights = load_safetensors(
-            self.checkpoint_dir / files["weights"],
-            "checkpoint weights",
-            digests.get("weights"),
-        )
-        optimizer = load_safetensors(
-            self.checkpoint_dir / files["optimizer"],
-            "checkpoint optimizer state",
-            digests.get("optimizer"),
-        )
-        return state, weights, optimizer
+
+        def load(key: str, what: str) -> dict[str, mx.array]:
+            return load_safetensors(
+                self.checkpoint_dir / str(files[key]), what, digests.get(key)
+            )
+
+        try:
+            weights = load("weights", "checkpoint weights")
+            optimizer = load("optimizer", "checkpoint optimizer state")
+            best = load("best", "checkpoint best weights") if "best" in files else None
+        except KeyError as error:
+            raise CheckpointError(
+                f"checkpoint state in {self.checkpoint_dir} names no {error} file; "
+                "the checkpoint is damaged"
+            ) from None
+        return state, weights, optimizer, best
 
 
 def check_format(record: Mapping[str, Any], path: str | Path) -> None:

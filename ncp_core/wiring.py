@@ -15,19 +15,19 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Union
+from typing import Any, Union
 
 import numpy as np
 
 from ncp_core.errors import WiringError
 
-__all__ = ["Wiring", "NeuronSelector", "SENSORY"]
+__all__ = ["SENSORY", "NeuronSelector", "Wiring"]
 
 SENSORY = "sensory"
 """Group name that stands for the input features in the group builders."""
 
-NeuronSelector = Union[str, Sequence[int], np.ndarray, range]
-Polarity = Union[int, str, np.ndarray]
+NeuronSelector = str | Sequence[int] | np.ndarray | range
+Polarity = int | float | str | np.ndarray
 
 CONFIG_FORMAT = 1
 
@@ -83,7 +83,7 @@ class Wiring:
         time_scales: optional ``(N,)`` float32 time-scale hint per neuron.
     """
 
-    name: ClassVar[str] = "wiring"
+    name: str = "wiring"
     """Registry name; subclasses registered by plugins set their own."""
 
     _params: dict[str, Any]
@@ -181,7 +181,9 @@ class Wiring:
         """Declare a named neuron group, in order; returns its ids."""
         if name == SENSORY:
             raise WiringError(f"group name {SENSORY!r} is reserved for the inputs")
-        ids = np.asarray(list(neurons) if not isinstance(neurons, np.ndarray) else neurons)
+        ids = np.asarray(
+            list(neurons) if not isinstance(neurons, np.ndarray) else neurons
+        )
         ids = ids.astype(np.int64).reshape(-1)
         self._check_neurons(ids, f"group {name!r}")
         self.groups[name] = ids
@@ -436,8 +438,9 @@ class Wiring:
             )
         rng = rng if rng is not None else self.rng
         chosen = _choose_without_replacement(rng, src.size, dst.size, fanout)
-        self._connect(np.repeat(src, fanout), dst[chosen].reshape(-1), from_inputs,
-                      polarity, rng)
+        self._connect(
+            np.repeat(src, fanout), dst[chosen].reshape(-1), from_inputs, polarity, rng
+        )
 
     def connect_fanin(
         self,
@@ -459,8 +462,9 @@ class Wiring:
             )
         rng = rng if rng is not None else self.rng
         chosen = _choose_without_replacement(rng, dst.size, src.size, fanin)
-        self._connect(src[chosen].reshape(-1), np.repeat(dst, fanin), from_inputs,
-                      polarity, rng)
+        self._connect(
+            src[chosen].reshape(-1), np.repeat(dst, fanin), from_inputs, polarity, rng
+        )
 
     def connect_probability(
         self,

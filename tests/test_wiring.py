@@ -83,7 +83,9 @@ def test_build_is_idempotent_for_the_same_size_and_refuses_another():
     wiring.build(8)
     assert wiring.synapse_count == count
     assert np.array_equal(wiring.sensory_adjacency, sensory)
-    with pytest.raises(WiringError, match="built for input_dim 8 but is now asked for 9"):
+    with pytest.raises(
+        WiringError, match="built for input_dim 8 but is now asked for 9"
+    ):
         wiring.build(9)
 
 
@@ -123,7 +125,9 @@ def test_dense_builder_can_leave_out_self_connections():
 
 def test_probability_builder_density_matches_the_probability():
     wiring = Wiring(200)
-    wiring.connect_probability(range(200), range(200), 0.25, rng=np.random.default_rng(1))
+    wiring.connect_probability(
+        range(200), range(200), 0.25, rng=np.random.default_rng(1)
+    )
     assert wiring.density == pytest.approx(0.25, abs=0.01)
 
 
@@ -136,7 +140,9 @@ def test_excitatory_fraction_sets_the_polarity_mix():
 
 def test_fanout_larger_than_target_group_is_an_error():
     wiring = Wiring(6)
-    with pytest.raises(WiringError, match="fan-out 4 is larger than the target group of 3"):
+    with pytest.raises(
+        WiringError, match="fan-out 4 is larger than the target group of 3"
+    ):
         wiring.connect_fanout(range(3), range(3, 6), 4)
 
 
@@ -287,8 +293,16 @@ def ncp_blocks(wiring: NCP):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_ncp_follows_the_layered_rule(seed):
-    wiring = NCP(10, 6, 3, sensory_fanout=4, inter_fanout=2,
-                 recurrent_command_synapses=5, motor_fanin=3, seed=seed).build(7)
+    wiring = NCP(
+        10,
+        6,
+        3,
+        sensory_fanout=4,
+        inter_fanout=2,
+        recurrent_command_synapses=5,
+        motor_fanin=3,
+        seed=seed,
+    ).build(7)
     motor, command, inter, adj, sens = ncp_blocks(wiring)
 
     assert motor.tolist() == [0, 1, 2]
@@ -312,13 +326,22 @@ def test_ncp_follows_the_layered_rule(seed):
     assert set(np.unique(adj)) <= {-1, 0, 1}
     assert wiring.validate() == []
     assert [layer.tolist() for layer in wiring.layers] == [
-        inter.tolist(), command.tolist(), motor.tolist()
+        inter.tolist(),
+        command.tolist(),
+        motor.tolist(),
     ]
 
 
 def test_ncp_exact_fanout_when_every_inter_neuron_is_reached():
-    wiring = NCP(4, 3, 2, sensory_fanout=4, inter_fanout=3,
-                 recurrent_command_synapses=0, motor_fanin=3).build(5)
+    wiring = NCP(
+        4,
+        3,
+        2,
+        sensory_fanout=4,
+        inter_fanout=3,
+        recurrent_command_synapses=0,
+        motor_fanin=3,
+    ).build(5)
     _, _, inter, _, sens = ncp_blocks(wiring)
     assert (np.count_nonzero(sens[:, inter], axis=1) == 4).all()
     assert wiring.sensory_synapse_count == 20
@@ -334,9 +357,15 @@ def test_ncp_exact_fanout_when_every_inter_neuron_is_reached():
     ],
 )
 def test_ncp_rejects_fanouts_larger_than_their_groups(kwargs, message):
-    params = dict(inter_neurons=8, command_neurons=4, motor_neurons=2,
-                  sensory_fanout=3, inter_fanout=2,
-                  recurrent_command_synapses=3, motor_fanin=2)
+    params = dict(
+        inter_neurons=8,
+        command_neurons=4,
+        motor_neurons=2,
+        sensory_fanout=3,
+        inter_fanout=2,
+        recurrent_command_synapses=3,
+        motor_fanin=2,
+    )
     params.update(kwargs)
     with pytest.raises(WiringError, match=message):
         NCP(**params)
@@ -383,7 +412,9 @@ def test_auto_ncp_output_size_must_leave_room_for_inter_and_command():
 
 @pytest.mark.parametrize("level", [0.05, 1.2])
 def test_auto_ncp_sparsity_outside_range_is_an_error_that_says_the_range(level):
-    with pytest.raises(WiringError, match=r"sparsity_level must be a number in \[0.1, 1.0\]"):
+    with pytest.raises(
+        WiringError, match=r"sparsity_level must be a number in \[0.1, 1.0\]"
+    ):
         AutoNCP(16, 4, level)
 
 
@@ -400,7 +431,9 @@ def test_networkx_graph_has_every_synapse_with_its_polarity():
     pytest.importorskip("networkx")
     wiring = AutoNCP(12, 2).build(3)
     graph = wiring.to_networkx()
-    assert graph.number_of_edges() == wiring.synapse_count + wiring.sensory_synapse_count
+    assert (
+        graph.number_of_edges() == wiring.synapse_count + wiring.sensory_synapse_count
+    )
     src, dst = np.argwhere(wiring.adjacency)[0]
     edge = graph.edges[f"neuron_{src}", f"neuron_{dst}"]
     assert edge["polarity"] == wiring.adjacency[src, dst]

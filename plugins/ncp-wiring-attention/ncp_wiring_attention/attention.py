@@ -108,7 +108,10 @@ class Attention(Wiring):
                 self.rng, self.heads(source), self.heads(target), within_head
             )
             self.add_synapses(*pairs, self.excitatory, rng=self.rng)
-        for source, target in (("head_output", "feedforward"), ("feedforward", "readout")):
+        for source, target in (
+            ("head_output", "feedforward"),
+            ("feedforward", "readout"),
+        ):
             fanin = fanin_of(self.ff_density, self.groups[source].size)
             self.connect_fanin(source, target, fanin, self.excitatory, rng=self.rng)
 

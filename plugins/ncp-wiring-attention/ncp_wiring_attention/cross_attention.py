@@ -115,11 +115,16 @@ class CrossAttention(Wiring):
         self.add_group("query", np.arange(output, output + query))
         self.add_group("value", np.arange(output + query, output + query + value))
         self.set_layers(
-            [np.concatenate([self.groups["query"], self.groups["value"]]), "integration"]
+            [
+                np.concatenate([self.groups["query"], self.groups["value"]]),
+                "integration",
+            ]
         )
 
         gate = fanin_of(self.gate_density, query // heads)
-        pairs = blockwise_fanin(self.rng, self.heads("query"), self.heads("value"), gate)
+        pairs = blockwise_fanin(
+            self.rng, self.heads("query"), self.heads("value"), gate
+        )
         self.add_synapses(*pairs, self.excitatory, rng=self.rng)
         integration = fanin_of(self.integration_density, value)
         self.connect_fanin(
@@ -167,7 +172,9 @@ class CrossAttention(Wiring):
         context = self.context_features()
         main = np.arange(context[0])
         fanin = fanin_of(self.input_density, main.size)
-        pairs = blockwise_fanin(rng, main[None, :], self.groups["query"][None, :], fanin)
+        pairs = blockwise_fanin(
+            rng, main[None, :], self.groups["query"][None, :], fanin
+        )
         self.add_sensory_synapses(*pairs, self.excitatory, rng=rng)
         blocks = context.reshape(self.num_heads, -1)
         fanin = fanin_of(self.input_density, blocks.shape[1])

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ncp_wiring_attention import CrossAttention
 
 from ncp_core.errors import WiringError
-from ncp_wiring_attention import CrossAttention
 
 
 def repo_root() -> Path:
@@ -24,7 +24,7 @@ def repo_root() -> Path:
 
 def run_doc_example(page: str) -> dict:
     """Execute the first python block of ``docs/wirings/<page>.md``."""
-    text = (repo_root() / "docs" / "wirings" / f"{page}.md").read_text()
+    text = (repo_root() / "docs" / "wirings" / f"{page}.md").read_text(encoding="utf-8")
     block = re.search(r"```python\n(.*?)```", text, re.DOTALL)
     assert block is not None, f"docs/wirings/{page}.md has no python example"
     namespace: dict = {}
@@ -108,7 +108,9 @@ def test_cross_attention_without_residual_integrates_only_values():
     wiring = small(residual=False)
     adjacency = wiring.adjacency != 0
 
-    assert not adjacency[np.ix_(wiring.groups["query"], wiring.groups["integration"])].any()
+    assert not adjacency[
+        np.ix_(wiring.groups["query"], wiring.groups["integration"])
+    ].any()
     assert wiring.synapse_count == 2 * 3 * 4 + 8 * 6
 
 
@@ -149,8 +151,15 @@ def test_cross_attention_rejects_bad_parameters_with_a_clear_error(overrides, me
 
 def test_cross_attention_sparse_densities_still_reach_every_neuron():
     wiring = CrossAttention(
-        16, 8, 16, 4, main_size=10, input_density=0.05, gate_density=0.05,
-        integration_density=0.05, residual=False,
+        16,
+        8,
+        16,
+        4,
+        main_size=10,
+        input_density=0.05,
+        gate_density=0.05,
+        integration_density=0.05,
+        residual=False,
     ).build(18)
     sensory = wiring.sensory_adjacency != 0
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ncp_wiring_attention import Attention, ncp_register_wirings
 
 from ncp_core.errors import WiringError
-from ncp_wiring_attention import Attention, ncp_register_wirings
 
 
 def repo_root() -> Path:
@@ -25,7 +25,7 @@ def repo_root() -> Path:
 
 def run_doc_example(page: str) -> dict:
     """Execute the first python block of ``docs/wirings/<page>.md``."""
-    text = (repo_root() / "docs" / "wirings" / f"{page}.md").read_text()
+    text = (repo_root() / "docs" / "wirings" / f"{page}.md").read_text(encoding="utf-8")
     block = re.search(r"```python\n(.*?)```", text, re.DOTALL)
     assert block is not None, f"docs/wirings/{page}.md has no python example"
     namespace: dict = {}
@@ -84,7 +84,9 @@ def test_attention_synapses_are_exactly_the_documented_paths():
         ("key", "value"),
         ("value", "head_output"),
     ):
-        for src_head, dst_head in zip(wiring.heads(source), wiring.heads(target)):
+        for src_head, dst_head in zip(
+            wiring.heads(source), wiring.heads(target), strict=True
+        ):
             allowed[np.ix_(src_head, dst_head)] = True
     allowed[np.ix_(wiring.groups["head_output"], wiring.groups["feedforward"])] = True
     allowed[np.ix_(wiring.groups["feedforward"], wiring.groups["readout"])] = True
@@ -107,8 +109,11 @@ def test_attention_heads_do_not_mix_before_the_feedforward_group():
         block = wiring.adjacency[np.ix_(wiring.groups[source], wiring.groups[target])]
         rows, cols = np.nonzero(block)
         pairs = {
-            (src_head[int(wiring.groups[source][r])], dst_head[int(wiring.groups[target][c])])
-            for r, c in zip(rows, cols)
+            (
+                src_head[int(wiring.groups[source][r])],
+                dst_head[int(wiring.groups[target][c])],
+            )
+            for r, c in zip(rows, cols, strict=True)
         }
         assert pairs == {(0, 0), (1, 1), (2, 2)}
 
@@ -184,7 +189,10 @@ def test_attention_config_round_trips_through_json():
         ),
         ({"hidden_size": 0, "num_heads": 1, "ff_size": 8}, "hidden_size must be at"),
         ({"hidden_size": 8, "num_heads": 2, "ff_size": -1}, "ff_size must be at"),
-        ({"hidden_size": 8, "num_heads": 2, "ff_size": 4, "output_size": 0}, "output_size"),
+        (
+            {"hidden_size": 8, "num_heads": 2, "ff_size": 4, "output_size": 0},
+            "output_size",
+        ),
         (
             {"hidden_size": 8, "num_heads": 2, "ff_size": 4, "head_density": 0.0},
             r"head_density must be a number in \(0, 1\], got 0.0",
@@ -211,8 +219,9 @@ def test_attention_indivisible_heads_error_suggests_sizes():
 
 
 def test_attention_every_neuron_is_reached_from_the_inputs():
-    wiring = Attention(24, 3, 16, output_size=5, input_density=0.1, head_density=0.1,
-                       ff_density=0.05).build(9)
+    wiring = Attention(
+        24, 3, 16, output_size=5, input_density=0.1, head_density=0.1, ff_density=0.05
+    ).build(9)
 
     assert wiring.reachable().all()
     assert wiring.validate() == []
@@ -228,6 +237,23 @@ def test_attention_registers_through_its_entry_point():
     ours[0].load().ncp_register_wirings(registered.append)
     assert [cls.name for cls in registered] == ["attention", "cross_attention"]
     assert ncp_register_wirings.ncp_impl is not None  # pluggy's hookimpl mark
+
+
+def test_attention_wirings_are_found_by_name_through_the_plugin_system():
+    import ncp_core
+
+    wiring = ncp_core.get_wiring("attention", hidden_size=8, num_heads=2, ff_size=4)
+    cross = ncp_core.get_wiring(
+        "cross_attention", query_size=4, key_size=2, value_size=4, num_heads=2
+    )
+    infos = {info.name: info for info in ncp_core.list_wirings()}
+
+    assert wiring == Attention(8, 2, 4)
+    assert type(cross).__name__ == "CrossAttention"
+    assert infos["attention"].distribution == "ncp-wiring-attention"
+    assert infos["cross_attention"].distribution == "ncp-wiring-attention"
+    restored = ncp_core.wiring_from_config(json.loads(json.dumps(wiring.config())))
+    assert restored == wiring
 
 
 def test_attention_doc_example_runs():

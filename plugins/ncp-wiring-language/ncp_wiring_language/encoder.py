@@ -31,7 +31,9 @@ def sinusoidal_positions(max_length: int, dims: int) -> mx.array:
 
 def _check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise WiringError(f"TokenEncoder: {name} must be a positive integer, got {value!r}")
+        raise WiringError(
+            f"TokenEncoder: {name} must be a positive integer, got {value!r}"
+        )
     return int(value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -28,14 +29,13 @@ def _check_fraction(name: str, value: Any, *, low_open: bool) -> float:
     ok = (
         not isinstance(value, bool)
         and isinstance(value, (int, float, np.floating))
-        and (0.0 < value if low_open else 0.0 <= value)
+        and (value > 0.0 if low_open else value >= 0.0)
         and value <= 1.0
     )
     if not ok:
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise WiringError(
-            f"wiring 'language': {name} must be a number in {interval}, "
-            f"got {value!r}"
+            f"wiring 'language': {name} must be a number in {interval}, got {value!r}"
         )
     return float(value)
 
@@ -56,7 +56,9 @@ def _blockwise_fanin(
     else:
         keys = rng.random(shape, dtype=np.float32)
         picks = np.argpartition(keys, fanin - 1, axis=2)[..., :fanin]
-        chosen = np.take_along_axis(np.broadcast_to(sources[:, None, :], shape), picks, 2)
+        chosen = np.take_along_axis(
+            np.broadcast_to(sources[:, None, :], shape), picks, 2
+        )
     receivers = np.broadcast_to(targets[:, :, None], chosen.shape)
     return chosen.reshape(-1), receivers.reshape(-1)
 
@@ -170,10 +172,12 @@ class Language(Wiring):
         recurrent = _fanin_of(self.recurrent_density, self.head_size)
         for layer in range(layers):
             heads_of_layer = self.heads(layer)
-            pairs = _blockwise_fanin(self.rng, heads_of_layer, heads_of_layer, recurrent)
+            pairs = _blockwise_fanin(
+                self.rng, heads_of_layer, heads_of_layer, recurrent
+            )
             self.add_synapses(*pairs, self.excitatory, rng=self.rng)
         feedforward = _fanin_of(self.ff_density, hidden)
-        for below, above in zip(names[:-1], names[1:]):
+        for below, above in itertools.pairwise(names):
             self.connect_fanin(below, above, feedforward, self.excitatory, rng=self.rng)
         readout = _fanin_of(self.readout_density, hidden)
         self.connect_fanin(names[-1], "logits", readout, self.excitatory, rng=self.rng)
@@ -182,8 +186,7 @@ class Language(Wiring):
         """``(num_heads, head_size)`` neuron ids of layer ``layer``."""
         if not 0 <= layer < self.depth:
             raise WiringError(
-                f"wiring 'language' has layers 0..{self.depth - 1}, "
-                f"not {layer!r}"
+                f"wiring 'language' has layers 0..{self.depth - 1}, not {layer!r}"
             )
         return self.groups[f"layer_{layer}"].reshape(self.num_heads, self.head_size)
 
@@ -207,6 +210,9 @@ class Language(Wiring):
         assert self.input_dim is not None
         fanin = _fanin_of(self.input_density, self.input_dim)
         pairs = _blockwise_fanin(
-            rng, np.arange(self.input_dim)[None, :], self.groups["layer_0"][None, :], fanin
+            rng,
+            np.arange(self.input_dim)[None, :],
+            self.groups["layer_0"][None, :],
+            fanin,
         )
         self.add_sensory_synapses(*pairs, self.excitatory, rng=rng)

@@ -62,7 +62,9 @@ def window_pairs(
     rows = np.arange(rows_above)[:, None] * stride + offsets
     cols = np.arange(cols_above)[:, None] * stride + offsets
     # (H_above, W_above, k, k): one entry per target position and window cell
-    src_r = np.broadcast_to(rows[:, None, :, None], (rows_above, cols_above, kernel, kernel))
+    src_r = np.broadcast_to(
+        rows[:, None, :, None], (rows_above, cols_above, kernel, kernel)
+    )
     src_c = np.broadcast_to(cols[None, :, None, :], src_r.shape)
     dst_pos = np.broadcast_to(
         (np.arange(rows_above * cols_above).reshape(rows_above, cols_above))[
@@ -73,7 +75,9 @@ def window_pairs(
     inside = (src_r >= 0) & (src_r < rows_below) & (src_c >= 0) & (src_c < cols_below)
     src_pos = (src_r * cols_below + src_c)[inside]
     dst_pos = dst_pos[inside]
-    sources = src_pos[:, None, None] * channels_below + np.arange(channels_below)[:, None]
+    sources = (
+        src_pos[:, None, None] * channels_below + np.arange(channels_below)[:, None]
+    )
     targets = dst_pos[:, None, None] * channels_above + np.arange(channels_above)
     sources, targets = np.broadcast_arrays(sources, targets)
     return sources.reshape(-1), targets.reshape(-1)
@@ -193,8 +197,9 @@ class Vision(Wiring):
                     f"reads; use kernel_size <= {min(rows, cols)}, fewer layers "
                     "or a smaller stride"
                 )
-            self.map_shapes.append((math.ceil(rows / self.stride),
-                                    math.ceil(cols / self.stride), maps))
+            self.map_shapes.append(
+                (math.ceil(rows / self.stride), math.ceil(cols / self.stride), maps)
+            )
         sizes = [h * w * c for h, w, c in self.map_shapes[1:]]
         super().__init__(output + sum(sizes), output, seed=seed)
 
