@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pluggy
 import pytest
 from ncp_wiring_multiscale import Hierarchical, MultiScale
 
-from ncp_core import hookspecs
+from ncp_core import plugins
 from ncp_core.errors import WiringError
 
 
@@ -237,16 +236,30 @@ def test_multiscale_docs_example_runs_and_gives_the_stated_sizes():
     }
 
 
-def test_multiscale_plugin_registers_both_wirings_through_its_entry_point():
+def test_multiscale_plugin_provides_both_wirings_through_its_entry_point():
     entry_points = importlib.metadata.entry_points(group="ncp")
     (entry,) = [ep for ep in entry_points if ep.name == "multiscale"]
     assert entry.value == "ncp_wiring_multiscale"
-    assert entry.dist.name == "ncp-wiring-multiscale"
 
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
-    manager.register(entry.load())
-    registered: list = []
-    manager.hook.ncp_register_wirings(register=registered.append)
-    assert registered == [MultiScale, Hierarchical]
-    assert [cls.name for cls in registered] == ["multiscale", "hierarchical"]
+    wiring = plugins.get_wiring(
+        "multiscale",
+        fast_neurons=5,
+        medium_neurons=4,
+        slow_neurons=3,
+        output_neurons=2,
+        seed=9,
+        input_dim=2,
+    )
+    assert type(wiring) is MultiScale
+    assert wiring == MultiScale(5, 4, 3, 2, seed=9).build(2)
+    layered = plugins.get_wiring("hierarchical", layer_sizes=[3, 2])
+    assert type(layered) is Hierarchical
+    for name in ("multiscale", "hierarchical"):
+        info = plugins.wiring_info(name)
+        assert (info.distribution, info.version) == ("ncp-wiring-multiscale", "0.1.0")
+
+
+def test_multiscale_wiring_is_rebuilt_from_its_record_by_the_plugin(wiring):
+    record = json.loads(json.dumps(plugins.wiring_record(wiring)))
+    back = plugins.wiring_from_config(record)
+    assert type(back) is MultiScale and back == wiring

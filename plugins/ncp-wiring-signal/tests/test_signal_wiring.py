@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pluggy
 import pytest
 from ncp_wiring_signal import Signal
 
-from ncp_core import hookspecs
+from ncp_core import plugins
 from ncp_core.errors import WiringError
 
 
@@ -191,15 +190,21 @@ def test_signal_docs_example_runs_and_gives_the_stated_sizes():
     assert namespace["counts"] == (86, 10)
 
 
-def test_signal_plugin_registers_through_its_entry_point():
+def test_signal_plugin_provides_the_wiring_through_its_entry_point():
     entry_points = importlib.metadata.entry_points(group="ncp")
     (entry,) = [ep for ep in entry_points if ep.name == "signal"]
     assert entry.value == "ncp_wiring_signal"
-    assert entry.dist.name == "ncp-wiring-signal"
 
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
-    manager.register(entry.load())
-    registered: list = []
-    manager.hook.ncp_register_wirings(register=registered.append)
-    assert registered == [Signal]
+    wiring = plugins.get_wiring(
+        "signal", input_size=2, num_scales=3, neurons_per_scale=4, seed=6
+    )
+    assert type(wiring) is Signal
+    assert wiring == Signal(2, 3, 4, seed=6)
+    info = plugins.wiring_info("signal")
+    assert (info.distribution, info.version) == ("ncp-wiring-signal", "0.1.0")
+
+
+def test_signal_wiring_is_rebuilt_from_its_record_by_the_plugin(wiring):
+    record = json.loads(json.dumps(plugins.wiring_record(wiring)))
+    back = plugins.wiring_from_config(record)
+    assert type(back) is Signal and back == wiring
