@@ -82,6 +82,8 @@ DEFAULT_UNITS = 32
 """Neurons of a wiring whose ``units`` the user did not give."""
 
 CELLS = ("cfc", "ltc")
+SCHEDULES = ("cosine", "constant")
+MONITORS = ("val_loss", "val_accuracy")
 
 _OUTPUT_PARAMETERS = ("output_size", "output_dim", "motor_neurons")
 """Constructor parameters through which wirings take their number of outputs."""
@@ -109,6 +111,14 @@ class TrainingConfig:
         clip_norm (float | None): Clip the global gradient norm to this.
             Default: ``1.0``.
         weight_decay (float): Decoupled weight decay (AdamW). Default: ``0``.
+        schedule (str): ``"cosine"`` decays the learning rate from ``lr`` to
+            ``lr / 100`` over ``epochs`` (``lr_t = lr_end + (lr - lr_end)
+            (1 + cos(π t / T)) / 2`` per step); ``"constant"`` keeps it.
+            Default: ``"cosine"``.
+        monitor (str): What selects the best epoch and drives early stopping:
+            ``"val_loss"`` (lower is better) or, for classification,
+            ``"val_accuracy"`` (higher is better, ties broken by the lower
+            loss). Default: ``"val_loss"``.
         limit_train (int | None): Keep only this many training series
             (stratified, seeded), for quick trials. Default: ``None``.
     """
@@ -122,6 +132,8 @@ class TrainingConfig:
     clip_norm: float | None = 1.0
     weight_decay: float = 0.0
     limit_train: int | None = None
+    schedule: str = "cosine"
+    monitor: str = "val_loss"
 
     def check(self) -> TrainingConfig:
         """Raise ValueError naming the first bad hyper-parameter."""
@@ -143,6 +155,16 @@ class TrainingConfig:
             raise DataError(f"clip_norm must be positive, got {self.clip_norm!r}")
         if self.limit_train is not None:
             _positive_int("limit_train", self.limit_train)
+        if self.schedule not in SCHEDULES:
+            raise DataError(
+                f"unknown schedule {self.schedule!r}; expected one of "
+                f"{', '.join(SCHEDULES)}"
+            )
+        if self.monitor not in MONITORS:
+            raise DataError(
+                f"unknown monitor {self.monitor!r}; expected one of "
+                f"{', '.join(MONITORS)}"
+            )
         return self
 
 
@@ -755,18 +777,24 @@ class Trainer:
         self.folder = folder if self.is_writer else None
         self.optimizer = self._make_optimizer()
         run.optimizer = self.optimizer
-        self.best_val = math.inf
+        self.best_score: list[float] | None = None
         self.best_weights: dict[str, mx.array] | None = None
         self.bad_epochs = 0
         self._step: Any = None
 
     def _make_optimizer(self) -> optim.Optimizer:
-        if self.training.weight_decay:
-            return optim.AdamW(
-                learning_rate=self.training.lr,
-                weight_decay=self.training.weight_decay,
+        training = self.training
+        learning_rate: Any = training.lr
+        if training.schedule == "cosine":
+            steps = math.ceil(len(self.data.train) / training.batch_size)
+            learning_rate = optim.cosine_decay(
+                training.lr, max(training.epochs * steps, 1), training.lr / 100
             )
-        return optim.Adam(learning_rate=self.training.lr)
+        if training.weight_decay:
+            return optim.AdamW(
+                learning_rate=learning_rate, weight_decay=training.weight_decay
+            )
+        return optim.Adam(learning_rate=learning_rate)
 
     # -- one step
 
@@ -873,7 +901,16 @@ class Trainer:
             row["val_accuracy"] = scores["accuracy"]
         else:
             row["val_mse"] = scores["mse"]
-        return scores["loss"] < self.best_val
+        score = [-scores["loss"]]
+        if (
+            self.training.monitor == "val_accuracy"
+            and self.data.task == "classification"
+        ):
+            score.insert(0, scores["accuracy"])
+        if self.best_score is not None and score <= self.best_score:
+            return False
+        self.best_score = score
+        return True
 
     def fit(self, first_epoch: int, stop_after_epochs: int | None) -> None:
         run, training = self.run, self.training
@@ -886,8 +923,6 @@ class Trainer:
             row = self.train_epoch(epoch)
             improved = self.validate(row)
             if improved:
-                if row["val_loss"] is not None:
-                    self.best_val = row["val_loss"]
                 self.best_weights = _flat_parameters(run.model)
                 run.best_epoch = epoch
                 self.bad_epochs = 0
@@ -914,7 +949,7 @@ class Trainer:
     def _state(self, finished: bool) -> dict[str, Any]:
         return {
             "best_epoch": self.run.best_epoch,
-            "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
+            "best_score": self.best_score,
             "bad_epochs": self.bad_epochs,
             "stopped_early": self.run.stop_training,
             "finished": finished,
@@ -949,9 +984,8 @@ class Trainer:
         restored = tree_unflatten(list(optimizer.items()))
         self.optimizer.state = restored
         mx.eval(self.optimizer.state)
-        self.best_val = (
-            math.inf if state.get("best_val_loss") is None else state["best_val_loss"]
-        )
+        best_score = state.get("best_score")
+        self.best_score = None if best_score is None else list(best_score)
         if state.get("best_epoch") is not None and best is not None:
             run.best_epoch = int(state["best_epoch"])
             self.best_weights = dict(best)
@@ -959,6 +993,12 @@ class Trainer:
         run.history = [dict(row) for row in state.get("history", [])]
         run.stop_training = bool(state.get("stopped_early", False))
         return int(state["epoch"]) + 1
+
+    def _best_row(self) -> dict[str, Any]:
+        for row in self.run.history:
+            if row["epoch"] == self.run.best_epoch:
+                return row
+        return {}
 
     def finish(self) -> None:
         """Load the best weights, evaluate on test, write summary and plots."""
@@ -973,7 +1013,7 @@ class Trainer:
             "status": "stopped_early" if run.stop_training else "finished",
             "epochs_run": len(run.history),
             "best_epoch": run.best_epoch,
-            "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
+            "best_val_loss": self._best_row().get("val_loss"),
             "train_seconds": sum(row.get("seconds", 0.0) for row in run.history),
             "last_epoch": last,
             "test": scores,
@@ -1236,6 +1276,8 @@ def fit(
     clip_norm: float | None = TrainingConfig.clip_norm,
     weight_decay: float = TrainingConfig.weight_decay,
     limit_train: int | None = None,
+    schedule: str = TrainingConfig.schedule,
+    monitor: str = TrainingConfig.monitor,
     out: str | Path | None = None,
     force: bool = False,
     callbacks: Sequence[Callback] = (),
@@ -1262,7 +1304,8 @@ def fit(
         cell_params (Mapping, optional): More keyword arguments of the
             sequence module (e.g. ``ode_unfolds`` for LTC).
         epochs, batch_size, lr, seed, val_fraction, patience, clip_norm,
-            weight_decay, limit_train: see :class:`TrainingConfig`.
+            weight_decay, limit_train, schedule, monitor: see
+            :class:`TrainingConfig`.
         out (str | Path, optional): Run folder; ``None`` keeps the run in
             memory only.
         force (bool): Overwrite the run files of a folder that holds a run.
@@ -1292,6 +1335,8 @@ def fit(
         clip_norm=clip_norm,
         weight_decay=weight_decay,
         limit_train=limit_train,
+        schedule=schedule,
+        monitor=monitor,
     ).check()
     _check_cell(cell, mode)
     folder = RunFolder(out) if out is not None else None

@@ -80,8 +80,8 @@ def resolve_kernel(kernel: str, wiring: Any) -> str:
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125  # ln 2 split in two so that n·ln2 is exact
 _LN2_LO = 1.428606765330187e-06
-# Horner coefficients of the degree-7 Taylor polynomial of exp, after 1/7!
-_EXP_TAYLOR = (1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1.0, 1.0)
+# Horner coefficients of the degree-7 Taylor polynomial of exp: 1/7!, ..., 1/0!
+_EXP_TAYLOR = (1 / 5040, 1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1.0, 1.0)
 
 
 def _exp_by_range_reduction(x: mx.array) -> mx.array:
@@ -93,8 +93,8 @@ def _exp_by_range_reduction(x: mx.array) -> mx.array:
     x = mx.clip(x, -87.0, 88.0)
     n = mx.floor(x * _LOG2E + 0.5)
     r = (x - n * _LN2_HI) - n * _LN2_LO
-    p = mx.full(r.shape, 1 / 5040, dtype=r.dtype)
-    for coefficient in _EXP_TAYLOR:
+    p = r * _EXP_TAYLOR[0] + _EXP_TAYLOR[1]
+    for coefficient in _EXP_TAYLOR[2:]:
         p = p * r + coefficient
     two_to_n = ((n.astype(mx.int32) + 127) << 23).view(mx.float32)
     return p * two_to_n

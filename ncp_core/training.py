@@ -1,0 +1,74 @@
+"""A compiled training step for LTC and CfC models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+
+from ncp_core.cells import LTCCell
+
+__all__ = ["make_train_step"]
+
+
+def _constrained_cells(model: nn.Module) -> list[LTCCell]:
+    """The LTC cells whose positive parameters are clipped after each update."""
+    return [
+        module
+        for _, module in model.named_modules()
+        if isinstance(module, LTCCell) and not module.implicit_param_constraints
+    ]
+
+
+def make_train_step(
+    model: nn.Module,
+    optimizer: optim.Optimizer,
+    loss_fn: Callable[..., mx.array],
+    compile: bool = True,
+) -> Callable[..., mx.array]:
+    """A function ``step(*batch) -> loss`` that updates ``model`` once.
+
+    ``loss_fn(model, *batch)`` returns a scalar. The step computes the loss and
+    its gradients, lets ``optimizer`` update the parameters, clips the
+    positive LTC parameters of cells with explicit constraints
+    (:meth:`~ncp_core.cells.LTCCell.apply_weight_constraints`) and evaluates
+    the result.
+
+    Compiled, the step's state is ``[model.state, optimizer.state,
+    mx.random.state]``; ``model.state`` holds the wiring masks and synapse
+    gains as well as the parameters, so changing them between steps (with
+    ``set_wiring_masks`` or ``set_synapse_gains``) takes effect at the next
+    call without rebuilding the step.
+
+    Args:
+        model (nn.Module): The model to train.
+        optimizer (mlx.optimizers.Optimizer): Its optimizer.
+        loss_fn (callable): ``loss_fn(model, *batch) -> scalar``.
+        compile (bool): Compile with ``mx.compile``. Default: ``True``.
+    """
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    constrained = _constrained_cells(model)
+
+    def step(*batch: Any) -> mx.array:
+        loss, grads = loss_and_grad(model, *batch)
+        optimizer.update(model, grads)
+        for cell in constrained:
+            cell.apply_weight_constraints()
+        return loss
+
+    if compile:
+        # The state trees must be complete before tracing; init keeps any
+        # optimizer state that already exists.
+        optimizer.init(model.trainable_parameters())
+        state = [model.state, optimizer.state, mx.random.state]
+        step = mx.compile(step, inputs=state, outputs=state)
+
+    def run(*batch: Any) -> mx.array:
+        loss = step(*batch)
+        mx.eval(loss, model.state, optimizer.state)
+        return loss
+
+    return run
