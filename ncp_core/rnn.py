@@ -26,7 +26,7 @@ from ncp_core.classic import FullyConnected
 from ncp_core.errors import CheckpointError, ModelError
 from ncp_core.wiring import Wiring
 
-__all__ = ["CfC", "LTC", "model_from_config"]
+__all__ = ["LTC", "CfC", "model_from_config"]
 
 CONFIG_FORMAT = 1
 
@@ -90,8 +90,10 @@ class _SequenceModel(nn.Module):
     # -- inputs ----------------------------------------------------------------
 
     def _layout(self) -> str:
-        return "(batch, length, features)" if self.batch_first else (
-            "(length, batch, features)"
+        return (
+            "(batch, length, features)"
+            if self.batch_first
+            else ("(length, batch, features)")
         )
 
     def _normalise(self, x: Any, hx: Any, timespans: Any, mask: Any) -> tuple:
@@ -275,7 +277,9 @@ class _SequenceModel(nn.Module):
             weights = list(weights.items())
         else:
             weights = list(weights)
-        constants = [k for k, _ in weights if any(p.startswith("_") for p in k.split("."))]
+        constants = [
+            k for k, _ in weights if any(p.startswith("_") for p in k.split("."))
+        ]
         if constants:
             raise CheckpointError(
                 f"{sorted(constants)} are not parameters: masks and other "

@@ -28,9 +28,9 @@ from ncp_core.cells import (
     load_reference_state_dict,
     to_layer_order,
 )
-from ncp_core.cells.reference import reference_key_to_ours
+from ncp_core.cells.reference import backbone_ordinals, reference_key_to_ours
 from ncp_core.classic import NCP
-from ncp_core.rnn import CfC, LTC
+from ncp_core.rnn import LTC, CfC
 from ncp_core.wiring import Wiring
 
 FIXTURE = Path(__file__).parent / "reference" / "reference_fixture.npz"
@@ -287,7 +287,7 @@ def test_model_matches_reference_fixture_outputs_and_gradients(fixture, case, ke
     trainable = meta["trainable"]
     assert len(ours) == len(trainable)
     for name in trainable:
-        our_name = reference_key_to_ours(name, _ordinals(trainable))
+        our_name = reference_key_to_ours(name, backbone_ordinals(trainable))
         np.testing.assert_allclose(
             np.array(ours[our_name]),
             fixture[f"{case}/grad/{name}"],
@@ -297,19 +297,13 @@ def test_model_matches_reference_fixture_outputs_and_gradients(fixture, case, ke
         )
 
 
-def _ordinals(names: list[str]) -> dict[tuple[str, int], int]:
-    from ncp_core.cells.reference import _backbone_ordinals
-
-    return _backbone_ordinals(names)
-
-
 def test_reference_backbone_names_map_to_our_layer_numbers():
     keys = [
         "rnn_cell.backbone.0.weight",
         "rnn_cell.backbone.2.weight",
         "rnn_cell.backbone.5.weight",
     ]
-    ordinals = _ordinals(keys)
+    ordinals = backbone_ordinals(keys)
 
     mapped = [reference_key_to_ours(key, ordinals) for key in keys]
 

@@ -209,9 +209,11 @@ class CfCCell(nn.Module):
         split by columns so the input part can be applied to all time steps
         at once.
         """
-        heads = [self.ff1] if self.mode == "pure" else [
-            self.ff1, self.ff2, self.time_a, self.time_b
-        ]
+        heads = (
+            [self.ff1]
+            if self.mode == "pure"
+            else [self.ff1, self.ff2, self.time_a, self.time_b]
+        )
         weights = [head.weight for head in heads]
         if "_sparsity_mask" in self:
             scale = self._sparsity_mask * self._synapse_gains

@@ -18,7 +18,7 @@ from ncp_core.cells._checks import (
 )
 from ncp_core.errors import ModelError
 
-__all__ = ["LTCCell", "MIN_ELAPSED"]
+__all__ = ["MIN_ELAPSED", "LTCCell"]
 
 MAPPINGS = ("affine", "linear", None)
 
@@ -430,9 +430,7 @@ class LTCCell(nn.Module):
         ``elapsed_time`` is a number or a ``(B,)``/``(B, 1)`` array, one per
         sample; values below :data:`MIN_ELAPSED` are clamped to it.
         """
-        check_step_shapes(
-            "LTCCell", inputs, state, self.sensory_size, self.state_size
-        )
+        check_step_shapes("LTCCell", inputs, state, self.sensory_size, self.state_size)
         elapsed = elapsed_column(elapsed_time, inputs.shape[0])
         if not isinstance(elapsed, float):
             elapsed = elapsed[:, :, None]
@@ -446,9 +444,7 @@ class LTCCell(nn.Module):
         return self._map_outputs(v), v
 
 
-def _reset_changed(
-    erev: mx.array, old: np.ndarray, new: np.ndarray
-) -> mx.array:
+def _reset_changed(erev: mx.array, old: np.ndarray, new: np.ndarray) -> mx.array:
     """``erev`` with the entries of new or flipped synapses set to the polarity."""
     changed = (new != 0) & (new != old)
     if not changed.any():

@@ -33,13 +33,16 @@ from mlx.utils import tree_flatten, tree_unflatten
 from ncp_core.errors import CheckpointError
 
 __all__ = [
+    "backbone_ordinals",
     "from_layer_order",
     "load_reference_state_dict",
     "reference_key_to_ours",
     "to_layer_order",
 ]
 
-_BACKBONE = re.compile(r"^(?P<prefix>(?:.*\.)?)backbone\.(?P<index>\d+)\.(?P<leaf>\w+)$")
+_BACKBONE = re.compile(
+    r"^(?P<prefix>(?:.*\.)?)backbone\.(?P<index>\d+)\.(?P<leaf>\w+)$"
+)
 _MASKS = ("sparsity_mask", "sensory_sparsity_mask")
 
 
@@ -59,7 +62,7 @@ def from_layer_order(state: Any, wiring: Any) -> mx.array:
     return mx.take(mx.array(state), mx.array(inverse), axis=-1)
 
 
-def _backbone_ordinals(keys: list[str]) -> dict[tuple[str, int], int]:
+def backbone_ordinals(keys: list[str]) -> dict[tuple[str, int], int]:
     """``(prefix, sequential index) → k`` for the reference's backbone Linears."""
     indices: dict[str, set[int]] = {}
     for key in keys:
@@ -120,7 +123,7 @@ def load_reference_state_dict(
     """
     parameters = dict(tree_flatten(model.parameters()))
     constants = dict(tree_flatten(model.state))
-    ordinals = _backbone_ordinals(list(state))
+    ordinals = backbone_ordinals(list(state))
 
     loaded: dict[str, mx.array] = {}
     unknown = []

@@ -216,7 +216,7 @@ def sparse_synapses(
 def sparse_currents(
     synapses: SparseSynapses, u: mx.array, targets: int
 ) -> tuple[mx.array, mx.array]:
-    """``(I^num, I^den)``, each ``(N, R)``, for neuron-major ``u`` of shape ``(P, R)``."""
+    """``(I^num, I^den)``, each ``(N, R)``, for neuron-major ``u`` ``(P, R)``."""
     rows = u.shape[1]
     if synapses.source.size == 0:
         zeros = mx.zeros((targets, rows), dtype=u.dtype)

@@ -212,7 +212,9 @@ class WiredCfCCell(nn.Module):
             if sensory_gains is None
             else check_matrix("sensory_gains", sensory_gains, (s, n))
         )
-        for index, (cell, ids) in enumerate(zip(self.layers, self._layers.ids)):
+        for index, (cell, ids) in enumerate(
+            zip(self.layers, self._layers.ids, strict=True)
+        ):
             if index == 0:
                 inputs = sensory_gains[:, ids]
             else:

@@ -167,3 +167,5 @@ def test_hierarchical_docs_example_runs_and_gives_the_stated_sizes():
     assert namespace["outputs"] == [0, 1]
     assert namespace["layer_sizes"] == [6, 5, 4, 2]
     assert namespace["counts"] == (52, 12)
+    assert namespace["outputs_over_time"].shape == (4, 24, 2)
+    assert namespace["state"].shape == (4, 17)

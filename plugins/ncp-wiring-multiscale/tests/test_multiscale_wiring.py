@@ -228,6 +228,8 @@ def test_multiscale_three_thousand_neurons_build_with_exact_counts():
 def test_multiscale_docs_example_runs_and_gives_the_stated_sizes():
     namespace = docs_example("multiscale")
     assert namespace["counts"] == (86, 36)
+    assert namespace["logits"].shape == (4, 24, 2)
+    assert namespace["state"].shape == (4, 20)
     assert namespace["scales"] == {
         "motor": 1.0,
         "fast": 1.0,

@@ -188,6 +188,8 @@ def test_signal_docs_example_runs_and_gives_the_stated_sizes():
     namespace = docs_example("signal")
     assert namespace["band_scales"] == [1.0, 2.0, 4.0, 8.0]
     assert namespace["counts"] == (86, 10)
+    assert namespace["outputs_over_time"].shape == (4, 24, 2)
+    assert namespace["state"].shape == (4, 22)
 
 
 def test_signal_plugin_provides_the_wiring_through_its_entry_point():
