@@ -79,7 +79,7 @@ class Adaptive(Wiring):
         base_params: Mapping[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
-        self.density = _check_fraction("density", density)
+        self.inter_density = _check_fraction("density", density)
         self.sensory_density = _check_fraction("sensory_density", sensory_density)
         self.excitatory = _check_fraction("excitatory", excitatory)
         self.updates = 0
@@ -111,9 +111,9 @@ class Adaptive(Wiring):
         motor = self.add_group("motor", range(output_dim))
         inter = self.add_group("inter", range(output_dim, units))
         self.set_layers(["inter", "motor"])
-        self.connect_fanin(inter, inter, round(self.density * inter.size), self.excitatory)
+        self.connect_fanin(inter, inter, round(self.inter_density * inter.size), self.excitatory)
         self.connect_fanin(
-            inter, motor, max(1, round(self.density * inter.size)), self.excitatory
+            inter, motor, max(1, round(self.inter_density * inter.size)), self.excitatory
         )
 
     def _init_from_base(
