@@ -112,6 +112,7 @@ def apply_wiring(
     wiring: Wiring | None = None,
     *,
     keep_parameters: bool = False,
+    new_synapses: str = "stored",
 ) -> int:
     """Push the current synapses of a wiring into the model's cells.
 
@@ -123,23 +124,64 @@ def apply_wiring(
     saved with it, e.g. when restoring a checkpoint). A compiled training
     step sees the new masks at its next call.
 
+    A new neuron-to-neuron synapse starts from the weights stored for it
+    (its initial draw, or its values when it was last present) with
+    ``new_synapses="stored"``, or from weight zero with ``"zero"``, so the
+    model computes the same function right after the change (wired CfC:
+    the ``ff1``/``ff2`` entries; LTC: the maximal conductance ``w`` when the
+    constraints are explicit; under the implicit softplus constraint an LTC
+    conductance cannot be zero and keeps its stored value).
+
     Args:
         model (nn.Module): The model.
         wiring (Wiring, optional): The wiring whose cells to update. Default:
             every wired cell, each with its own wiring.
         keep_parameters (bool): Leave every parameter as it is. Default:
             ``False``.
+        new_synapses (str): ``"stored"`` or ``"zero"``. Default: ``"stored"``.
 
     Returns:
         int: The number of cells updated.
     """
+    if new_synapses not in ("stored", "zero"):
+        raise ModelError(
+            f"new_synapses must be 'stored' or 'zero', got {new_synapses!r}"
+        )
     cells = wired_cells(model, wiring)
     for cell in cells:
         saved = cell.parameters() if keep_parameters else None
-        cell.set_wiring_masks(cell.wiring.adjacency, cell.wiring.sensory_adjacency)
+        adjacency = np.asarray(cell.wiring.adjacency)
+        grown = (adjacency != 0) & (cell._polarity == 0)
+        cell.set_wiring_masks(adjacency, cell.wiring.sensory_adjacency)
         if saved is not None:
             cell.update(saved)
+        elif new_synapses == "zero" and grown.any():
+            _zero_weights(cell, grown)
     return len(cells)
+
+
+def _zero_weights(cell: WiredCell, pairs: np.ndarray) -> None:
+    """Set the weights of the ``(N, N)`` source-row ``pairs`` to zero."""
+    if isinstance(cell, LTCCell):
+        if not cell.implicit_param_constraints:
+            cell.w = mx.where(mx.array(pairs), 0.0, cell.w)
+        return
+    # Pairs the cell uses whatever the wiring says (dense intra-layer) stay.
+    pairs = pairs & _cell_usage(cell)
+    layers = _layer_ids(cell)
+    for index, (layer, ids) in enumerate(zip(cell.layers, layers, strict=True)):
+        inputs = (
+            np.zeros((layer.input_size, ids.size), bool)
+            if index == 0
+            else pairs[np.ix_(layers[index - 1], ids)]
+        )
+        chosen = np.concatenate([inputs, pairs[np.ix_(ids, ids)]], axis=0).T
+        if not chosen.any():
+            continue
+        chosen = mx.array(chosen)
+        for head in _heads(layer):
+            linear = layer[head]
+            linear.weight = mx.where(chosen, 0.0, linear.weight)
 
 
 def apply_gains(
@@ -742,12 +784,15 @@ class WiringTracker(Callback):
     Args:
         data (SequenceDataset | str, optional): The run's dataset, needed only
             for a run trained on an in-memory dataset. Default: as recorded.
+        new_synapses (str): How synapses that appear start, see
+            :func:`apply_wiring`. Default: ``"stored"``.
     """
 
     CHECKPOINT_FILE = "wiring.json"
 
-    def __init__(self, data: Any = None) -> None:
+    def __init__(self, data: Any = None, new_synapses: str = "stored") -> None:
         self.data = data
+        self.new_synapses = new_synapses
         self._best: dict[str, Any] | None = None
 
     def change(self, run: Any, epoch: int, logs: Mapping[str, Any]) -> bool:
@@ -774,7 +819,7 @@ class WiringTracker(Callback):
             self._best = _record(run.wiring)
             self._write_config(run)
         if self.change(run, epoch, logs):
-            apply_wiring(run.model, run.wiring)
+            apply_wiring(run.model, run.wiring, new_synapses=self.new_synapses)
             run.model_changed()
 
     def on_checkpoint(self, run: Any, epoch: int, path: Path) -> None:

@@ -453,10 +453,12 @@ class LTC(_SequenceModel):
         cell = self.rnn_cell
         length = x.shape[1]
 
-        prepared = cell._prepare()
+        prepared = cell._prepare(x.shape[0])
         num_c, den_c = cell._drive(prepared, x)
         cm_t = cell._capacitance(prepared, elapsed)
         per_step_cm = not isinstance(elapsed, float)
+        if not per_step_cm:
+            cm_t = mx.broadcast_to(cm_t, cell._layout_shape(x.shape[0]))
         keep = None if mask is None else cell._steps_to_layout(mask[:, :, None])
         projected = self.lstm.input_map(x) if self.mixed_memory else None
 

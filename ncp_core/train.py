@@ -119,6 +119,9 @@ class TrainingConfig:
             ``"val_loss"`` (lower is better) or, for classification,
             ``"val_accuracy"`` (higher is better, ties broken by the lower
             loss). Default: ``"val_loss"``.
+        input_noise (float): Standard deviation of Gaussian noise added to
+            the standardised inputs of each training batch (observed steps
+            only; drawn from ``(seed, epoch)``). Default: ``0``.
         limit_train (int | None): Keep only this many training series
             (stratified, seeded), for quick trials. Default: ``None``.
     """
@@ -134,6 +137,7 @@ class TrainingConfig:
     limit_train: int | None = None
     schedule: str = "cosine"
     monitor: str = "val_loss"
+    input_noise: float = 0.0
 
     def check(self) -> TrainingConfig:
         """Raise ValueError naming the first bad hyper-parameter."""
@@ -155,6 +159,10 @@ class TrainingConfig:
             raise DataError(f"clip_norm must be positive, got {self.clip_norm!r}")
         if self.limit_train is not None:
             _positive_int("limit_train", self.limit_train)
+        if not (isinstance(self.input_noise, (int, float)) and self.input_noise >= 0):
+            raise DataError(
+                f"input_noise must be a number >= 0, got {self.input_noise!r}"
+            )
         if self.schedule not in SCHEDULES:
             raise DataError(
                 f"unknown schedule {self.schedule!r}; expected one of "
@@ -830,10 +838,16 @@ class Trainer:
         state = [model.state, optimizer.state, mx.random.state]
         return mx.compile(step, inputs=state, outputs=state)
 
-    def _batch_arrays(self, split: _Split, index: np.ndarray) -> tuple:
+    def _batch_arrays(
+        self, split: _Split, index: np.ndarray, noise: np.random.Generator | None
+    ) -> tuple:
         spans = None if split.timespans is None else mx.array(split.timespans[index])
+        x = split.X[index]
+        if noise is not None:
+            jitter = noise.normal(0.0, self.training.input_noise, x.shape)
+            x = (x + jitter * split.mask[index][:, :, None]).astype(np.float32)
         return (
-            mx.array(split.X[index]),
+            mx.array(x),
             mx.array(split.mask[index]),
             spans,
             mx.array(split.y[index]),
@@ -848,6 +862,9 @@ class Trainer:
             run._step_stale = False
         order = _epoch_order(self.training.seed, epoch, len(data.train))
         mx.random.seed(_epoch_seed(self.training.seed, epoch))
+        noise = None
+        if self.training.input_noise > 0:
+            noise = np.random.default_rng([self.training.seed, 5, epoch, self.rank])
         batches = [
             _shard(
                 order[start : start + self.training.batch_size], self.rank, self.size
@@ -858,7 +875,8 @@ class Trainer:
         started = time.perf_counter()
         total_loss, total_correct, seen = 0.0, 0, 0
         for number, index in enumerate(batches, 1):
-            loss, correct = self._step(*self._batch_arrays(data.train, index))
+            batch = self._batch_arrays(data.train, index, noise)
+            loss, correct = self._step(*batch)
             mx.eval(loss, correct, run.model.parameters(), self.optimizer.state)
             batch_loss = float(loss.item())
             if not math.isfinite(batch_loss):
@@ -1278,6 +1296,7 @@ def fit(
     limit_train: int | None = None,
     schedule: str = TrainingConfig.schedule,
     monitor: str = TrainingConfig.monitor,
+    input_noise: float = TrainingConfig.input_noise,
     out: str | Path | None = None,
     force: bool = False,
     callbacks: Sequence[Callback] = (),
@@ -1304,7 +1323,7 @@ def fit(
         cell_params (Mapping, optional): More keyword arguments of the
             sequence module (e.g. ``ode_unfolds`` for LTC).
         epochs, batch_size, lr, seed, val_fraction, patience, clip_norm,
-            weight_decay, limit_train, schedule, monitor: see
+            weight_decay, limit_train, schedule, monitor, input_noise: see
             :class:`TrainingConfig`.
         out (str | Path, optional): Run folder; ``None`` keeps the run in
             memory only.
@@ -1337,6 +1356,7 @@ def fit(
         limit_train=limit_train,
         schedule=schedule,
         monitor=monitor,
+        input_noise=input_noise,
     ).check()
     _check_cell(cell, mode)
     folder = RunFolder(out) if out is not None else None

@@ -288,8 +288,12 @@ class LTCCell(nn.Module):
     def _positive(self) -> Any:
         return nn.softplus if self.implicit_param_constraints else _identity
 
-    def _prepare(self) -> dict[str, Any]:
-        """Everything a step needs that does not depend on the inputs."""
+    def _prepare(self, batch: int | None = None) -> dict[str, Any]:
+        """Everything a step needs that does not depend on the inputs.
+
+        With ``batch``, the recurrent synapse parameters come broadcast to
+        that batch size (see :func:`~ncp_core.cells.synapses.broadcast_synapses`).
+        """
         positive = self._positive()
         gleak = positive(self.gleak)
         cm = positive(self.cm) * float(self.ode_unfolds)
@@ -334,6 +338,8 @@ class LTCCell(nn.Module):
                 self._sensory_edges,
                 positive,
             )
+        if batch is not None:
+            prepared["synapses"] = syn.broadcast_synapses(prepared["synapses"], batch)
         return prepared
 
     def _vector(self, x: mx.array) -> mx.array:
@@ -400,6 +406,10 @@ class LTCCell(nn.Module):
             return self._vector(cm / max(elapsed, MIN_ELAPSED))
         return self._steps_to_layout(cm / mx.maximum(elapsed, MIN_ELAPSED))
 
+    def _layout_shape(self, batch: int) -> tuple[int, int]:
+        n = self.state_size
+        return (n, batch) if self.kernel == "sparse" else (batch, n)
+
     def _solve(
         self,
         prepared: dict[str, Any],
@@ -434,11 +444,10 @@ class LTCCell(nn.Module):
         elapsed = elapsed_column(elapsed_time, inputs.shape[0])
         if not isinstance(elapsed, float):
             elapsed = elapsed[:, :, None]
-        prepared = self._prepare()
+        prepared = self._prepare(inputs.shape[0])
         num_c, den_c = self._drive(prepared, inputs[:, None, :])
         cm_t = self._capacitance(prepared, elapsed)
-        if not isinstance(elapsed, float):
-            cm_t = cm_t[0]
+        cm_t = cm_t if isinstance(elapsed, float) else cm_t[0]
         u = self._solve(prepared, self._to_layout(state), cm_t, num_c[0], den_c[0])
         v = self._from_layout(u)
         return self._map_outputs(v), v

@@ -36,6 +36,7 @@ __all__ = [
     "KERNELS",
     "DenseSynapses",
     "SparseSynapses",
+    "broadcast_synapses",
     "choose_kernel",
     "dense_currents",
     "dense_synapses",
@@ -145,6 +146,25 @@ def dense_synapses(
     return DenseSynapses(w * weight_scale, sigma, mu, erev)
 
 
+def broadcast_synapses(synapses: Any, rows: int) -> Any:
+    """Synapse parameters broadcast over ``rows`` batch rows, once per call.
+
+    The ODE uses the same parameters in every unfold of every step; broadcast
+    there, each use would reduce its gradient over the batch. Broadcast
+    once, the gradients of all uses are summed elementwise (which
+    ``mx.compile`` fuses) and reduced a single time.
+    """
+    if isinstance(synapses, DenseSynapses):
+        shape = (rows, *synapses.w.shape)
+    else:
+        shape = (synapses.w.shape[0], rows)
+    fields = {
+        name: mx.broadcast_to(getattr(synapses, name), shape)
+        for name in ("w", "sigma", "mu", "erev")
+    }
+    return synapses._replace(**fields)
+
+
 def dense_currents(synapses: DenseSynapses, u: mx.array) -> tuple[mx.array, mx.array]:
     """``(I^num, I^den)``, each ``(R, N)``, for potentials ``u`` of shape ``(R, P)``."""
     activation = synapses.w * sigmoid(synapses.sigma * (u[:, :, None] - synapses.mu))
@@ -223,6 +243,7 @@ def sparse_currents(
         return zeros, zeros
     presynaptic = mx.take(u, synapses.source, axis=0)
     activation = synapses.w * sigmoid(synapses.sigma * (presynaptic - synapses.mu))
-    both = mx.concatenate([activation * synapses.erev, activation], axis=1)
-    sums = mx.zeros((targets, 2 * rows), dtype=u.dtype).at[synapses.target].add(both)
-    return sums[:, :rows], sums[:, rows:]
+    zeros = mx.zeros((targets, rows), dtype=u.dtype)
+    numerator = zeros.at[synapses.target].add(activation * synapses.erev)
+    denominator = zeros.at[synapses.target].add(activation)
+    return numerator, denominator

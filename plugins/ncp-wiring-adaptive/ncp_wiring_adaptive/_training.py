@@ -36,7 +36,10 @@ class AdaptiveConnectivity(WiringTracker):
     2. moves ``fraction`` of the synapses
        (:meth:`Adaptive.update_connectivity`);
     3. pushes the new masks into the running model: kept synapses keep their
-       trained weights, a compiled training step keeps working.
+       trained weights, grown ones start at weight zero where the cell allows
+       it (``new_synapses="zero"``, as RigL: the model's function is
+       unchanged by the growth) or from their stored draw (``"stored"``, as
+       SET), and a compiled training step keeps working.
 
     In :func:`~ncp_core.train.fit` the batch is ``batch_size`` training
     series drawn with the epoch number as seed, and the run's files follow
@@ -49,6 +52,8 @@ class AdaptiveConnectivity(WiringTracker):
         batch_size (int): Series used for the scores. Default: ``64``.
         data (SequenceDataset | str, optional): The run's dataset, needed
             only for runs given an in-memory dataset. Default: as recorded.
+        new_synapses (str): ``"zero"`` or ``"stored"``, see
+            :func:`ncp_core.adapt.apply_wiring`. Default: ``"zero"``.
 
     Attributes:
         history: one ``{"epoch", "pruned", "grown"}`` dict per update.
@@ -60,8 +65,13 @@ class AdaptiveConnectivity(WiringTracker):
         fraction: float = 0.1,
         batch_size: int = 64,
         data: Any = None,
+        new_synapses: str = "zero",
     ) -> None:
-        super().__init__(data)
+        if new_synapses not in ("zero", "stored"):
+            raise WiringError(
+                f"new_synapses must be 'zero' or 'stored', got {new_synapses!r}"
+            )
+        super().__init__(data, new_synapses)
         self.every = _check_size("adapt_every", every)
         self.fraction = _check_fraction("adapt_fraction", fraction)
         self.batch_size = _check_size("batch_size", batch_size)
@@ -102,7 +112,8 @@ class AdaptiveConnectivity(WiringTracker):
         loss ``loss_fn(model, *batch)`` the loop minimises.
         """
         changes = self.update(model, loss_fn, batch, wiring)
-        apply_wiring(model, wired_cells(model, wiring)[0].wiring)
+        wiring = wired_cells(model, wiring)[0].wiring
+        apply_wiring(model, wiring, new_synapses=self.new_synapses)
         return changes
 
     def change(self, run: Any, epoch: int, logs: Mapping[str, Any]) -> bool:

@@ -182,4 +182,5 @@ def test_cross_attention_doc_example_runs():
 
     wiring = namespace["wiring"]
     assert isinstance(wiring, CrossAttention)
-    assert namespace["outputs"].shape == namespace["expected_shape"]
+    assert namespace["outputs"].shape == namespace["expected_shape"] == (4, 10, 1)
+    assert namespace["context_columns"] == [2, 3, 4, 5]

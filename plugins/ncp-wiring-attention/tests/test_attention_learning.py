@@ -20,7 +20,7 @@ import pytest
 from ncp_wiring_attention import Attention, CrossAttention
 
 from ncp_core.data import load_bundled
-from ncp_core.rnn import CfC, LTC
+from ncp_core.rnn import LTC, CfC
 from ncp_core.training import make_train_step
 
 

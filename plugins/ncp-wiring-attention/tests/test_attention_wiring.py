@@ -261,4 +261,5 @@ def test_attention_doc_example_runs():
 
     wiring = namespace["wiring"]
     assert isinstance(wiring, Attention)
-    assert namespace["outputs"].shape == namespace["expected_shape"]
+    assert namespace["outputs"].shape == namespace["expected_shape"] == (8, 20, 2)
+    assert namespace["key_heads"].tolist()[1] == [22, 23, 24, 25]

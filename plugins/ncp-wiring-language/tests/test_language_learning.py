@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from ncp_wiring_language import Language
 
-from ncp_core.rnn import CfC, LTC
+from ncp_core.rnn import LTC, CfC
 from ncp_core.training import make_train_step
 
 WINDOW = 24

@@ -230,4 +230,6 @@ def test_language_doc_example_runs():
     namespace = run_doc_example("language")
 
     assert isinstance(namespace["wiring"], Language)
+    vocab_size = len(namespace["vocab"])
     assert namespace["logits"].shape == namespace["expected_shape"]
+    assert namespace["expected_shape"] == (1, len(namespace["text"]), vocab_size)

@@ -66,12 +66,8 @@ def window_pairs(
         rows[:, None, :, None], (rows_above, cols_above, kernel, kernel)
     )
     src_c = np.broadcast_to(cols[None, :, None, :], src_r.shape)
-    dst_pos = np.broadcast_to(
-        (np.arange(rows_above * cols_above).reshape(rows_above, cols_above))[
-            :, :, None, None
-        ],
-        src_r.shape,
-    )
+    positions = np.arange(rows_above * cols_above).reshape(rows_above, cols_above)
+    dst_pos = np.broadcast_to(positions[:, :, None, None], src_r.shape)
     inside = (src_r >= 0) & (src_r < rows_below) & (src_c >= 0) & (src_c < cols_below)
     src_pos = (src_r * cols_below + src_c)[inside]
     dst_pos = dst_pos[inside]
@@ -187,7 +183,7 @@ class Vision(Wiring):
         self.excitatory = _check_fraction("excitatory", excitatory, low_open=False)
 
         self.map_shapes: list[Shape] = [(height, width, depth)]
-        for index, maps in enumerate(self.layer_channels):
+        for index, channels_of_map in enumerate(self.layer_channels):
             rows, cols, _ = self.map_shapes[-1]
             if self.kernel_size > rows or self.kernel_size > cols:
                 below = "the input frame" if index == 0 else f"feature map {index - 1}"
@@ -198,7 +194,11 @@ class Vision(Wiring):
                     "or a smaller stride"
                 )
             self.map_shapes.append(
-                (math.ceil(rows / self.stride), math.ceil(cols / self.stride), maps)
+                (
+                    math.ceil(rows / self.stride),
+                    math.ceil(cols / self.stride),
+                    channels_of_map,
+                )
             )
         sizes = [h * w * c for h, w, c in self.map_shapes[1:]]
         super().__init__(output + sum(sizes), output, seed=seed)
@@ -245,21 +245,25 @@ class Vision(Wiring):
             )
         return self.groups[f"map_{index}"].reshape(self.map_shapes[index + 1])
 
-    def _level_ids(self, level: int) -> np.ndarray | None:
-        """Flat ids of a level: ``None`` for the input frame."""
-        if level == 0:
-            return None
-        if level == len(self.map_shapes):
-            return self.groups["readout"]
+    def _map_ids(self, level: int) -> np.ndarray:
+        """Flat neuron ids of map level ``level`` (``1 … L``)."""
         return self.groups[f"map_{level - 1}"]
 
-    def _add(self, level: int, sources: np.ndarray, targets: np.ndarray, rng) -> None:
-        """Synapses from level ``level`` (the input when 0) to neuron ids."""
-        ids = self._level_ids(level)
-        if ids is None:
+    def _add(
+        self,
+        level: int,
+        sources: np.ndarray,
+        targets: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        """Synapses from ids ``sources`` within level ``level`` (input features
+        when 0) to neuron ids ``targets``."""
+        if level == 0:
             self.add_sensory_synapses(sources, targets, self.excitatory, rng=rng)
         else:
-            self.add_synapses(ids[sources], targets, self.excitatory, rng=rng)
+            self.add_synapses(
+                self._map_ids(level)[sources], targets, self.excitatory, rng=rng
+            )
 
     def _connect_local(
         self,
@@ -279,7 +283,7 @@ class Vision(Wiring):
             first = np.unique(targets[empty], return_index=True)[1]
             keep[empty[first]] = True
             sources, targets = sources[keep], targets[keep]
-        self._add(below, sources, self._level_ids(above)[targets], rng)
+        self._add(below, sources, self._map_ids(above)[targets], rng)
 
     def _connect_skip(self, below: int, rng: np.random.Generator) -> None:
         """Skip synapses from level ``below`` to level ``below + 2``."""
@@ -292,10 +296,11 @@ class Vision(Wiring):
             chosen = np.argpartition(keys, fanin - 1, axis=1)[:, :fanin]
             self._add(below, chosen.reshape(-1), np.repeat(readout, fanin), rng)
             return
+        # a 1×1 window with stride s² reads the centre of the receptive field
         sources, targets = window_pairs(
             self.map_shapes[below], self.map_shapes[above], 1, self.stride**2
         )
-        self._add(below, sources, self._level_ids(above)[targets], rng)
+        self._add(below, sources, self._map_ids(above)[targets], rng)
 
     def _check_input_dim(self, input_dim: int) -> None:
         rows, cols, depth = self.map_shapes[0]

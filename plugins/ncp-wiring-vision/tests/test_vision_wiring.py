@@ -280,4 +280,5 @@ def test_vision_doc_example_runs():
     namespace = run_doc_example("vision")
 
     assert isinstance(namespace["wiring"], Vision)
-    assert namespace["outputs"].shape == namespace["expected_shape"]
+    assert namespace["outputs"].shape == namespace["expected_shape"] == (5, 3, 10)
+    assert namespace["shapes"] == [(8, 8, 1), (4, 4, 4), (2, 2, 8)]

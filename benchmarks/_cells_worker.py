@@ -1,0 +1,80 @@
+"""Worker of ``bench_cells.py``: a few steps of one case and one library, alone.
+
+Run in a fresh process so that its peak memory is its own. Prints one JSON
+line: the growth of ``ru_maxrss`` over the baseline taken after the imports
+(MiB), MLX's own peak for our library, and the seconds of each step.
+
+    python benchmarks/_cells_worker.py --case ltc_autoncp64 --lib ncp --steps 3
+
+``--limit-gib`` caps the address space (``RLIMIT_AS``) before anything is
+imported, so a case that would exhaust the machine fails with an
+out-of-memory error instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+MIB_PER_MAXRSS_UNIT = 1 / 1024  # ru_maxrss is in KiB on Linux
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MIB_PER_MAXRSS_UNIT
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", required=True)
+    parser.add_argument(
+        "--lib", required=True, choices=["ncp", "ncp_compiled", "reference", "dense"]
+    )
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--limit-gib", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+
+    if args.limit_gib is not None:
+        limit = int(args.limit_gib * (1 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_cells
+    import mlx.core as mx
+
+    if args.lib == "reference":
+        import ncps.torch  # noqa: F401
+        import torch
+
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+    case = bench_cells.case_by_name(args.case, smoke=args.smoke)
+    baseline = _maxrss_mib()
+    mx.reset_peak_memory()
+
+    report: dict = {"case": case.name, "lib": args.lib, "baseline_rss_mib": baseline}
+    times = []
+    try:
+        runner = bench_cells.make_runner(case, args.lib)
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            runner.run()
+            times.append(time.perf_counter() - start)
+    except (MemoryError, RuntimeError) as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        report["error"] = f"{type(error).__name__}: {text[:200]}"
+        if args.limit_gib is not None:
+            report["error"] += f" (under a {args.limit_gib:g} GiB limit)"
+    report["times_s"] = times
+    report["peak_rss_mib"] = _maxrss_mib() - baseline
+    if args.lib != "reference":
+        report["mlx_peak_mib"] = mx.get_peak_memory() / (1 << 20)
+    print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()
