@@ -428,19 +428,7 @@ class Wiring:
         rng: np.random.Generator | None = None,
     ) -> None:
         """Connect each source neuron to ``fanout`` distinct random targets."""
-        src, from_inputs = self._endpoints(source)
-        dst = self.neurons(target)
-        fanout = _check_size("fanout", fanout, minimum=0)
-        if fanout > dst.size:
-            raise WiringError(
-                f"fan-out {fanout} is larger than the target group of {dst.size} "
-                f"neurons; use a fan-out of at most {dst.size}"
-            )
-        rng = rng if rng is not None else self.rng
-        chosen = _choose_without_replacement(rng, src.size, dst.size, fanout)
-        self._connect(
-            np.repeat(src, fanout), dst[chosen].reshape(-1), from_inputs, polarity, rng
-        )
+        self._connect_fixed(source, target, fanout, polarity, rng, per_source=True)
 
     def connect_fanin(
         self,
@@ -452,19 +440,38 @@ class Wiring:
         rng: np.random.Generator | None = None,
     ) -> None:
         """Give each target neuron ``fanin`` distinct random sources."""
+        self._connect_fixed(source, target, fanin, polarity, rng, per_source=False)
+
+    def _connect_fixed(
+        self,
+        source: NeuronSelector,
+        target: NeuronSelector,
+        count: int,
+        polarity: Polarity,
+        rng: np.random.Generator | None,
+        *,
+        per_source: bool,
+    ) -> None:
+        """Fixed fan-out (``per_source``) or fixed fan-in, drawn without repeats."""
         src, from_inputs = self._endpoints(source)
         dst = self.neurons(target)
-        fanin = _check_size("fanin", fanin, minimum=0)
-        if fanin > src.size:
+        fixed, drawn = (src, dst) if per_source else (dst, src)
+        what, pool = ("fan-out", "target") if per_source else ("fan-in", "source")
+        count = _check_size(what, count, minimum=0)
+        if count > drawn.size:
             raise WiringError(
-                f"fan-in {fanin} is larger than the source group of {src.size} "
-                f"neurons; use a fan-in of at most {src.size}"
+                f"{what} {count} is larger than the {pool} group of {drawn.size} "
+                f"neurons; use a {what} of at most {drawn.size}"
             )
         rng = rng if rng is not None else self.rng
-        chosen = _choose_without_replacement(rng, dst.size, src.size, fanin)
-        self._connect(
-            src[chosen].reshape(-1), np.repeat(dst, fanin), from_inputs, polarity, rng
+        chosen = drawn[_choose_without_replacement(rng, fixed.size, drawn.size, count)]
+        repeated = np.repeat(fixed, count)
+        sources, targets = (
+            (repeated, chosen.reshape(-1))
+            if per_source
+            else (chosen.reshape(-1), repeated)
         )
+        self._connect(sources, targets, from_inputs, polarity, rng)
 
     def connect_probability(
         self,
