@@ -1,8 +1,15 @@
 """Worker of ``bench_cells.py``: a few steps of one case and one library, alone.
 
 Run in a fresh process so that its peak memory is its own. Prints one JSON
-line: the growth of ``ru_maxrss`` over the baseline taken after the imports
-(MiB), MLX's own peak for our library, and the seconds of each step.
+line: the growth of the peak resident set size over the baseline taken after
+the imports (MiB), MLX's own peak for our library, and the seconds of each
+step.
+
+The peak is ``VmHWM`` of ``/proc/self/status`` where there is one: on Linux
+``ru_maxrss`` carries the *parent's* peak over ``fork`` and ``exec``, so a
+worker started by a large benchmark process would see no growth at all.
+``VmHWM`` is the same high-water mark for this process's own memory.
+Elsewhere ``ru_maxrss`` is used.
 
     python benchmarks/_cells_worker.py --case ltc_autoncp64 --lib ncp --steps 3
 
@@ -20,11 +27,17 @@ import sys
 import time
 from pathlib import Path
 
-MIB_PER_MAXRSS_UNIT = 1 / 1024  # ru_maxrss is in KiB on Linux
+STATUS = Path("/proc/self/status")
 
 
-def _maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MIB_PER_MAXRSS_UNIT
+def _peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB."""
+    if STATUS.exists():
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (1 << 20) if sys.platform == "darwin" else maxrss / 1024
 
 
 def main() -> None:
@@ -53,7 +66,7 @@ def main() -> None:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
     case = bench_cells.case_by_name(args.case, smoke=args.smoke)
-    baseline = _maxrss_mib()
+    baseline = _peak_rss_mib()
     mx.reset_peak_memory()
 
     report: dict = {"case": case.name, "lib": args.lib, "baseline_rss_mib": baseline}
@@ -70,7 +83,7 @@ def main() -> None:
         if args.limit_gib is not None:
             report["error"] += f" (under a {args.limit_gib:g} GiB limit)"
     report["times_s"] = times
-    report["peak_rss_mib"] = _maxrss_mib() - baseline
+    report["peak_rss_mib"] = _peak_rss_mib() - baseline
     if args.lib != "reference":
         report["mlx_peak_mib"] = mx.get_peak_memory() / (1 << 20)
     print(json.dumps(report), flush=True)

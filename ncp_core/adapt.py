@@ -459,7 +459,9 @@ def _cfc_masks(
     masks: dict[str, np.ndarray] = {}
     chosen = np.zeros(cell.state_size, bool)
     chosen[targets] = True
-    for index, (layer, ids) in enumerate(zip(cell.layers, _layer_ids(cell), strict=True)):
+    for index, (layer, ids) in enumerate(
+        zip(cell.layers, _layer_ids(cell), strict=True)
+    ):
         rows = chosen[ids].astype(np.float32)
         heads = ["ff1"] if layer.mode == "pure" else ["ff1", "ff2", "time_a", "time_b"]
         features = layer.input_size + layer.hidden_size
@@ -506,10 +508,8 @@ def synapse_parameter_mask(
     """
     cells = wired_cells(model, wiring)
     names = {id(module): name for name, module in model.named_modules()}
-    flat = {
-        key: np.zeros(value.shape, np.float32)
-        for key, value in tree_flatten(model.trainable_parameters())
-    }
+    leaves: Any = tree_flatten(model.trainable_parameters())
+    flat = {key: np.zeros(value.shape, np.float32) for key, value in leaves}
     for cell in cells:
         ids = cell.wiring.neurons(targets)
         if isinstance(cell, LTCCell):
@@ -533,9 +533,7 @@ def mask_gradients(grads: Any, mask: Any) -> Any:
 # -- per-sample gains ----------------------------------------------------------
 
 
-def _gated_product(
-    x: mx.array, w: mx.array, gains: mx.array, heads: int
-) -> mx.array:
+def _gated_product(x: mx.array, w: mx.array, gains: mx.array, heads: int) -> mx.array:
     """``x (B, I) @ (w (I, K) ∘ gains)`` per sample; ``gains (B, I, H)`` scale
     the first ``heads`` blocks of ``H`` columns of ``w``."""
     hidden = gains.shape[-1]
@@ -557,18 +555,18 @@ def _ltc_with_gains(
     num_c, den_c = cell._drive(prepared, x)
     cm_t = cell._capacitance(prepared, 1.0)
     synapses = prepared["synapses"]
-    n = cell.state_size
     u = cell._to_layout(h)
     states = []
     for t in range(x.shape[1]):
         gains = gain_fn(cell._from_layout(u))
         step = prepared
         if gains is not None:
+            gated: DenseSynapses | SparseSynapses
             if isinstance(synapses, DenseSynapses):
                 gated = synapses._replace(w=synapses.w * gains)
             else:
                 assert isinstance(synapses, SparseSynapses)
-                flat = synapses.source * n + synapses.target
+                flat = cell._edges["flat"]
                 per_edge = mx.take(gains.reshape(gains.shape[0], -1), flat, axis=1)
                 gated = synapses._replace(w=synapses.w * per_edge.T)
             step = {**prepared, "synapses": gated}
@@ -869,6 +867,9 @@ class WiringTracker(Callback):
         return state
 
     def _rescore(self, run: Any) -> None:
+        # XXX: fit scores the test split (and draws its plots) before
+        # on_train_end, with the last wiring; a hook right after the best
+        # weights are restored would make this second scoring unnecessary.
         from ncp_core.train import evaluate
 
         scores = evaluate(run, run_dataset(run, self.data), "test")

@@ -31,6 +31,15 @@ __all__ = ["LTC", "CfC", "model_from_config"]
 CONFIG_FORMAT = 1
 
 
+def _wiring_record(wiring: Wiring) -> dict[str, Any]:
+    """The wiring's config with its plugin, distribution and version."""
+    try:
+        from ncp_core.plugins import wiring_record
+    except ImportError:  # pragma: no cover - the plugin layer is optional here
+        return wiring.config()
+    return wiring_record(wiring)
+
+
 def _wiring_from_config(config: Mapping[str, Any]) -> Wiring:
     try:
         from ncp_core.plugins import wiring_from_config
@@ -90,11 +99,9 @@ class _SequenceModel(nn.Module):
     # -- inputs ----------------------------------------------------------------
 
     def _layout(self) -> str:
-        return (
-            "(batch, length, features)"
-            if self.batch_first
-            else ("(length, batch, features)")
-        )
+        if self.batch_first:
+            return "(batch, length, features)"
+        return "(length, batch, features)"
 
     def _normalise(self, x: Any, hx: Any, timespans: Any, mask: Any) -> tuple:
         """Everything as batch-first arrays: ``x (B, L, F)``, states ``(B, N)``,
@@ -241,7 +248,7 @@ class _SequenceModel(nn.Module):
             "class": type(self).__name__,
             "input_size": self.input_size,
             "units": self._units_config(),
-            "wiring": None if wiring is None else wiring.config(),
+            "wiring": None if wiring is None else _wiring_record(wiring),
             "args": args,
         }
 
@@ -448,6 +455,12 @@ class LTC(_SequenceModel):
 
         Returns:
             ``(readout, final_state)``.
+
+        Raises:
+            ModelError: an input, state, timespans or mask of the wrong shape,
+                or timespans that are not positive and finite where the mask
+                is set. The values are checked on eager calls only: inside
+                ``mx.compile`` they cannot be read.
         """
         x, h, c, elapsed, mask, batched = self._normalise(x, hx, timespans, mask)
         cell = self.rnn_cell

@@ -78,12 +78,20 @@ DEFAULT_DATASET = "japanese_vowels"
 DEFAULT_WIRING = "auto_ncp"
 """Wiring of a bare ``ncp train``."""
 
-DEFAULT_UNITS = 32
+DEFAULT_UNITS = 64
 """Neurons of a wiring whose ``units`` the user did not give."""
 
 CELLS = ("cfc", "ltc")
 SCHEDULES = ("cosine", "constant")
 MONITORS = ("val_loss", "val_accuracy")
+
+COMPILE_MIN_STEPS = 100
+"""Optimiser steps from which ``compile="auto"`` compiles the training step.
+
+Tracing an unrolled recurrence costs seconds (more for long series and for
+LTC's ODE unfolds); a compiled step is about twice as fast, so short trial
+runs are quicker without it.
+"""
 
 _OUTPUT_PARAMETERS = ("output_size", "output_dim", "motor_neurons")
 """Constructor parameters through which wirings take their number of outputs."""
@@ -105,9 +113,9 @@ class TrainingConfig:
         val_fraction (float): Share of the training series held out,
             stratified by class, for early stopping and model selection.
             ``0`` trains on everything and keeps the last epoch.
-            Default: ``0.1``.
-        patience (int | None): Stop after this many epochs without a lower
-            validation loss; ``None`` never stops early. Default: ``20``.
+            Default: ``0.15``.
+        patience (int | None): Stop after this many epochs without a better
+            monitored value; ``None`` never stops early. Default: ``40``.
         clip_norm (float | None): Clip the global gradient norm to this.
             Default: ``1.0``.
         weight_decay (float): Decoupled weight decay (AdamW). Default: ``0``.
@@ -121,7 +129,7 @@ class TrainingConfig:
             loss). Default: ``"val_loss"``.
         input_noise (float): Standard deviation of Gaussian noise added to
             the standardised inputs of each training batch (observed steps
-            only; drawn from ``(seed, epoch)``). Default: ``0``.
+            only; drawn from ``(seed, epoch)``). Default: ``0.4``.
         limit_train (int | None): Keep only this many training series
             (stratified, seeded), for quick trials. Default: ``None``.
     """
@@ -130,14 +138,14 @@ class TrainingConfig:
     batch_size: int = 32
     lr: float = 0.005
     seed: int = 0
-    val_fraction: float = 0.1
-    patience: int | None = 20
+    val_fraction: float = 0.15
+    patience: int | None = 40
     clip_norm: float | None = 1.0
     weight_decay: float = 0.0
     limit_train: int | None = None
     schedule: str = "cosine"
     monitor: str = "val_loss"
-    input_noise: float = 0.0
+    input_noise: float = 0.4
 
     def check(self) -> TrainingConfig:
         """Raise ValueError naming the first bad hyper-parameter."""
@@ -732,20 +740,25 @@ def _shard(batch: np.ndarray, rank: int, size: int) -> np.ndarray:
 
 
 def _loss(
-    model: SequenceModel, task: str, per_step: bool, x, mask, spans, y
+    model: SequenceModel, task: str, per_step: bool, x, mask, spans, y, weight
 ) -> tuple[mx.array, mx.array]:
-    """Mean loss of a batch and the count of right answers (classification)."""
+    """Weighted mean loss of a batch and the weighted count of right answers.
+
+    ``weight`` is 1 for the series of the batch and 0 for the fillers that
+    pad the last batch to the common shape (so the step compiles once).
+    """
     out = model(x, mask, spans)
+    total = mx.maximum(mx.sum(weight), 1.0)
     if task == "classification":
-        loss = nn.losses.cross_entropy(out, y, reduction="mean")
-        return loss, mx.sum(mx.argmax(out, axis=-1) == y)
+        losses = nn.losses.cross_entropy(out, y, reduction="none")
+        right = (mx.argmax(out, axis=-1) == y).astype(weight.dtype)
+        return mx.sum(losses * weight) / total, mx.sum(right * weight)
     if per_step:
-        weight = mask[..., None].astype(out.dtype)
-        squared = mx.square(out - y) * weight
-        loss = mx.sum(squared) / (mx.maximum(mx.sum(weight), 1.0) * out.shape[-1])
-    else:
-        loss = mx.mean(mx.square(out - y))
-    return loss, mx.array(0)
+        steps = mask.astype(out.dtype) * weight[:, None]
+        squared = mx.mean(mx.square(out - y), axis=-1) * steps
+        return mx.sum(squared) / mx.maximum(mx.sum(steps), 1.0), mx.array(0.0)
+    squared = mx.mean(mx.square(out - y), axis=-1)
+    return mx.sum(squared * weight) / total, mx.array(0.0)
 
 
 class Trainer:
@@ -758,7 +771,9 @@ class Trainer:
         folder (RunFolder | None): Where to write, ``None`` for nothing.
         callbacks (Sequence[Callback]): Called around steps and epochs.
         plots (bool): Draw PNGs at the end. Default: ``True``.
-        compile (bool): Compile the step with ``mx.compile``. Default: ``True``.
+        compile (bool | str): Compile the step with ``mx.compile``; ``"auto"``
+            compiles when the run has at least :data:`COMPILE_MIN_STEPS`
+            steps. Default: ``"auto"``.
     """
 
     def __init__(
@@ -769,14 +784,17 @@ class Trainer:
         folder: RunFolder | None,
         callbacks: Sequence[Callback] = (),
         plots: bool = True,
-        compile: bool = True,
+        compile: bool | str = "auto",
     ) -> None:
         self.run = run
         self.data = prepared
         self.training = training
         self.callbacks = list(callbacks)
         self.plots = plots
-        self.compile = compile
+        if compile == "auto":
+            per_epoch = math.ceil(len(prepared.train) / training.batch_size)
+            compile = training.epochs * per_epoch >= COMPILE_MIN_STEPS
+        self.compile = bool(compile)
         # XXX: one process only; mlx.distributed sets rank and size here and
         # all_sum-s the gradients in average_gradients.
         self.rank, self.size = 0, 1
@@ -817,13 +835,13 @@ class Trainer:
         task, per_step = self.data.task, self.data.per_step
         clip_norm = self.training.clip_norm
 
-        def loss_fn(model, x, mask, spans, y):
-            return _loss(model, task, per_step, x, mask, spans, y)
+        def loss_fn(model, x, mask, spans, y, weight):
+            return _loss(model, task, per_step, x, mask, spans, y, weight)
 
         loss_and_grad = nn.value_and_grad(model, loss_fn)
 
-        def step(x, mask, spans, y):
-            (loss, correct), grads = loss_and_grad(model, x, mask, spans, y)
+        def step(x, mask, spans, y, weight):
+            (loss, correct), grads = loss_and_grad(model, x, mask, spans, y, weight)
             grads = self.average_gradients(grads)
             if clip_norm is not None:
                 grads, _ = optim.clip_grad_norm(grads, clip_norm)
@@ -839,8 +857,16 @@ class Trainer:
         return mx.compile(step, inputs=state, outputs=state)
 
     def _batch_arrays(
-        self, split: _Split, index: np.ndarray, noise: np.random.Generator | None
+        self,
+        split: _Split,
+        index: np.ndarray,
+        width: int,
+        noise: np.random.Generator | None,
     ) -> tuple:
+        """The arrays of a batch, padded to ``width`` series of weight 0."""
+        weight = np.zeros(width, np.float32)
+        weight[: index.size] = 1.0
+        index = np.resize(index, width)
         spans = None if split.timespans is None else mx.array(split.timespans[index])
         x = split.X[index]
         if noise is not None:
@@ -851,6 +877,7 @@ class Trainer:
             mx.array(split.mask[index]),
             spans,
             mx.array(split.y[index]),
+            mx.array(weight),
         )
 
     # -- epochs
@@ -865,17 +892,18 @@ class Trainer:
         noise = None
         if self.training.input_noise > 0:
             noise = np.random.default_rng([self.training.seed, 5, epoch, self.rank])
+        size = self.training.batch_size
         batches = [
-            _shard(
-                order[start : start + self.training.batch_size], self.rank, self.size
-            )
-            for start in range(0, order.size, self.training.batch_size)
+            _shard(order[start : start + size], self.rank, self.size)
+            for start in range(0, order.size, size)
         ]
+        # Every batch has one shape, so the compiled step is traced once.
+        width = math.ceil(min(size, order.size) / self.size)
         run.model.train()
         started = time.perf_counter()
         total_loss, total_correct, seen = 0.0, 0, 0
         for number, index in enumerate(batches, 1):
-            batch = self._batch_arrays(data.train, index, noise)
+            batch = self._batch_arrays(data.train, index, width, noise)
             loss, correct = self._step(*batch)
             mx.eval(loss, correct, run.model.parameters(), self.optimizer.state)
             batch_loss = float(loss.item())
@@ -1301,7 +1329,7 @@ def fit(
     force: bool = False,
     callbacks: Sequence[Callback] = (),
     plots: bool = True,
-    compile: bool = True,
+    compile: bool | str = "auto",
     stop_after_epochs: int | None = None,
 ) -> Run:
     """Train a wired CfC or LTC model on a sequence dataset.
@@ -1331,7 +1359,10 @@ def fit(
             Default: ``False``.
         callbacks (Sequence[Callback]): Training hooks. Default: none.
         plots (bool): Write PNG plots into the run folder. Default: ``True``.
-        compile (bool): Compile the training step. Default: ``True``.
+        compile (bool | str): Compile the training step with ``mx.compile``;
+            ``"auto"`` does when the run has at least
+            :data:`COMPILE_MIN_STEPS` steps, enough to repay the tracing.
+            Default: ``"auto"``.
         stop_after_epochs (int, optional): Return after this many epochs
             without finishing the run (its checkpoint stays resumable); for
             tests and time-sliced jobs.
@@ -1485,7 +1516,7 @@ def resume(
     epochs: int | None = None,
     callbacks: Sequence[Callback] = (),
     plots: bool = True,
-    compile: bool = True,
+    compile: bool | str = "auto",
     stop_after_epochs: int | None = None,
 ) -> Run:
     """Continue a run from its last checkpoint.

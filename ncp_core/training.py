@@ -28,6 +28,7 @@ def make_train_step(
     optimizer: optim.Optimizer,
     loss_fn: Callable[..., mx.array],
     compile: bool = True,
+    average_gradients: Callable[[Any], Any] | None = None,
 ) -> Callable[..., mx.array]:
     """A function ``step(*batch) -> loss`` that updates ``model`` once.
 
@@ -48,12 +49,18 @@ def make_train_step(
         optimizer (mlx.optimizers.Optimizer): Its optimizer.
         loss_fn (callable): ``loss_fn(model, *batch) -> scalar``.
         compile (bool): Compile with ``mx.compile``. Default: ``True``.
+        average_gradients (callable, optional): Applied to the gradient tree
+            before the update; data-parallel runs pass
+            :meth:`ncp_core.distributed.DataParallel.average_gradients` so
+            every process applies the same combined gradient. Default: none.
     """
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     constrained = _constrained_cells(model)
 
     def step(*batch: Any) -> mx.array:
         loss, grads = loss_and_grad(model, *batch)
+        if average_gradients is not None:
+            grads = average_gradients(grads)
         optimizer.update(model, grads)
         for cell in constrained:
             cell.apply_weight_constraints()

@@ -19,6 +19,8 @@ from ncp_core.cells import (
     WiredCfCCell,
     choose_kernel,
 )
+from ncp_core.cells import ltc as ltc_module
+from ncp_core.cells import synapses as syn
 from ncp_core.cells.synapses import sigmoid
 from ncp_core.classic import AutoNCP, FullyConnected
 from ncp_core.errors import CheckpointError, ModelError
@@ -129,6 +131,17 @@ def test_loss_gradients_flow_only_through_present_synapses(kernel):
     absent = wiring.adjacency == 0
     assert np.all(np.array(grads["rnn_cell"]["w"])[absent] == 0)
     assert np.any(np.array(grads["rnn_cell"]["w"])[~absent] != 0)
+
+
+def test_dense_sensory_drive_in_chunks_equals_all_steps_at_once(monkeypatch):
+    model = LTC(5, AutoNCP(16, 3), kernel="dense")
+    x = mx.random.normal((3, 9, 5))
+    whole, _ = model(x)
+
+    monkeypatch.setattr(ltc_module, "DENSE_SENSORY_BUDGET", 3 * 5 * 16 * 2)
+    chunked, _ = model(x)
+
+    close(chunked, whole, atol=0)
 
 
 def test_ltc_cell_elapsed_time_array_applies_per_sample():
@@ -243,6 +256,29 @@ def test_apply_weight_constraints_clips_only_explicit_cells():
 
     assert float(explicit.cm.max()) == 0.0
     assert float(implicit.cm.max()) == -1.0
+
+
+def test_segment_sums_and_scatter_adds_give_the_same_currents_and_gradients():
+    wiring = AutoNCP(20, 3)
+    cell = LTCCell(wiring, 4, kernel="sparse", implicit_param_constraints=True)
+    u = mx.random.normal((20, 3)) * 0.5
+
+    def currents(w, u, segmented):
+        cell.w = w
+        synapses = cell._prepare()["synapses"]
+        num, den = syn.sparse_currents(synapses, u, 20, segmented)
+        return mx.sum(num * mx.arange(3)) + mx.sum(den**2)
+
+    results = [
+        mx.value_and_grad(currents, argnums=(0, 1))(cell.w, u, segmented)
+        for segmented in (True, False)
+    ]
+
+    (value_a, (dw_a, du_a)), (value_b, (dw_b, du_b)) = results
+    close(value_a, value_b, atol=1e-5)
+    close(dw_a, dw_b, atol=1e-5)
+    close(du_a, du_b, atol=1e-5)
+    assert float(mx.abs(du_a).sum()) > 0
 
 
 def test_fast_sigmoid_matches_the_logistic_function_and_its_gradient():

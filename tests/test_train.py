@@ -337,7 +337,7 @@ def test_regression_reports_metrics_in_the_units_of_the_targets(per_step):
 
 def test_two_epochs_then_resume_ends_with_the_weights_of_four_straight(tmp_path):
     data = toy_classification()
-    settings = {"epochs": 4, "lr": 0.02, "seed": 3, **FAST}
+    settings = {"epochs": 4, "lr": 0.02, "seed": 3, "compile": True, **FAST}
     straight = fit(data, out=tmp_path / "straight", **settings)
     cut = fit(data, out=tmp_path / "cut", stop_after_epochs=2, **settings)
     assert len(cut.history) == 2

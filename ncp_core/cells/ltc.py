@@ -22,6 +22,10 @@ __all__ = ["MIN_ELAPSED", "LTCCell"]
 
 MAPPINGS = ("affine", "linear", None)
 
+DENSE_SENSORY_BUDGET = 1 << 22
+"""Elements of the ``(rows, S, N)`` sensory activations the dense kernel forms
+at once; longer sequences are taken in chunks of steps."""
+
 MIN_ELAPSED = 1e-6
 """Elapsed times are clamped to at least this, so ``dt = 0`` leaves the state
 (almost exactly) unchanged instead of giving NaN: ``cm/dt`` stays finite."""
@@ -39,6 +43,7 @@ def _unfold_dense(
     den_c: mx.array,
     unfolds: int,
     epsilon: float,
+    on_cpu: bool,
 ) -> mx.array:
     for _ in range(unfolds):
         numerator, denominator = syn.dense_currents(synapses, u)
@@ -54,13 +59,18 @@ def _unfold_sparse(
     den_c: mx.array,
     unfolds: int,
     epsilon: float,
+    on_cpu: bool,
 ) -> mx.array:
+    segmented = on_cpu and syn.HAS_SEGMENTED_MM
     for _ in range(unfolds):
-        numerator, denominator = syn.sparse_currents(synapses, u, u.shape[0])
+        numerator, denominator = syn.sparse_currents(synapses, u, u.shape[0], segmented)
         u = (cm_t * u + num_c + numerator) / (cm_t + den_c + denominator + epsilon)
     return u
 
 
+# Compiled once per shape and per value of the trailing constants: ``on_cpu``
+# keys the cache by device, as the kernels choose their code by device while
+# they are traced.
 _UNFOLD = {
     "dense": mx.compile(_unfold_dense),
     "sparse": mx.compile(_unfold_sparse),
@@ -385,10 +395,17 @@ class LTCCell(nn.Module):
         n = self.state_size
         x = self._map_inputs(x)
         if self.kernel == "dense":
-            rows = x.transpose(1, 0, 2).reshape(length * batch, features)
-            num, den = syn.dense_currents(prepared["sensory"], rows)
-            num = num.reshape(length, batch, n)
-            den = den.reshape(length, batch, n)
+            # the dense activations are (rows, S, N): take the steps in chunks
+            steps = max(1, DENSE_SENSORY_BUDGET // (batch * features * n))
+            nums, dens = [], []
+            for start in range(0, length, steps):
+                chunk = x[:, start : start + steps].transpose(1, 0, 2)
+                rows = chunk.reshape(-1, features)
+                num, den = syn.dense_currents(prepared["sensory"], rows)
+                nums.append(num.reshape(-1, batch, n))
+                dens.append(den.reshape(-1, batch, n))
+            num = mx.concatenate(nums) if len(nums) > 1 else nums[0]
+            den = mx.concatenate(dens) if len(dens) > 1 else dens[0]
         else:
             rows = x.transpose(2, 1, 0).reshape(features, length * batch)
             num, den = syn.sparse_currents(prepared["sensory"], rows, n)
@@ -427,6 +444,7 @@ class LTCCell(nn.Module):
             den_c,
             self.ode_unfolds,
             self.epsilon,
+            mx.default_device().type == mx.DeviceType.cpu,
         )
 
     def __call__(

@@ -12,10 +12,11 @@ Two kernels compute the same sums:
 - ``"dense"``: masked ``(P, N)`` parameter matrices and a ``(R, P, N)``
   activation tensor summed over the sources, as the reference does. Best for
   small or dense wirings.
-- ``"sparse"``: an edge list. Potentials are gathered by source, the
-  per-synapse activations are scatter-added into their targets. Nothing of
-  size ``R × P × N`` is formed. Its arrays are *neuron-major*: ``(P, R)`` in,
-  ``(N, R)`` out, so that gathers and scatters move whole rows.
+- ``"sparse"``: an edge list sorted by target. Potentials are gathered by
+  source and the per-synapse activations summed into their targets (segment
+  sums on the CPU, scatter-adds elsewhere). Nothing of size ``R × P × N`` is
+  formed. Its arrays are *neuron-major*: ``(P, R)`` in, ``(N, R)`` out, so
+  that gathers and sums move whole rows.
 
 Parameters always live in the dense ``(P, N)`` layout, so both kernels load
 the same weights; the sparse kernel gathers the per-synapse values once per
@@ -42,6 +43,7 @@ __all__ = [
     "dense_synapses",
     "edge_index",
     "resolve_kernel",
+    "segmented_by_default",
     "sigmoid",
     "sparse_currents",
     "sparse_synapses",
@@ -49,7 +51,7 @@ __all__ = [
 
 KERNELS = ("dense", "sparse")
 
-SPARSE_MIN_UNITS = 64
+SPARSE_MIN_UNITS = 32
 SPARSE_MAX_DENSITY = 0.5
 
 
@@ -59,7 +61,8 @@ def choose_kernel(wiring: Any) -> str:
     Sparse from :data:`SPARSE_MIN_UNITS` neurons on when fewer than
     :data:`SPARSE_MAX_DENSITY` of the possible synapses exist, dense otherwise.
     """
-    # XXX: a first guess at the crossover; to be tuned on a benchmark.
+    # XXX: a first guess, to be tuned on a benchmark. Measured on one CPU core
+    # (AutoNCP, batch 16): dense wins at 16 units, sparse from about 24.
     if wiring.units >= SPARSE_MIN_UNITS and wiring.density < SPARSE_MAX_DENSITY:
         return "sparse"
     return "dense"
@@ -159,7 +162,7 @@ def broadcast_synapses(synapses: Any, rows: int) -> Any:
     else:
         shape = (synapses.w.shape[0], rows)
     fields = {
-        name: mx.broadcast_to(getattr(synapses, name), shape)
+        name: mx.contiguous(mx.broadcast_to(getattr(synapses, name), shape))
         for name in ("w", "sigma", "mu", "erev")
     }
     return synapses._replace(**fields)
@@ -177,30 +180,45 @@ def dense_currents(synapses: DenseSynapses, u: mx.array) -> tuple[mx.array, mx.a
 
 
 class SparseSynapses(NamedTuple):
-    """Per-synapse ``(E, 1)`` parameters and the ``(E,)`` edge list, by target."""
+    """Per-synapse parameters ``(E, 1)`` (or ``(E, R)`` once broadcast) and
+    the edge list of :func:`edge_index`."""
 
     w: mx.array
     sigma: mx.array
     mu: mx.array
     erev: mx.array
-    source: mx.array
-    target: mx.array
+    edges: dict[str, mx.array]
+
+
+def _segments(sorted_ids: np.ndarray, count: int) -> np.ndarray:
+    """``(count, 2)`` uint32 ``[start, stop)`` of each id in a sorted id array."""
+    ids = np.arange(count)
+    starts = np.searchsorted(sorted_ids, ids, side="left")
+    stops = np.searchsorted(sorted_ids, ids, side="right")
+    return np.stack([starts, stops], axis=1).astype(np.uint32)
 
 
 def edge_index(mask: np.ndarray) -> dict[str, mx.array]:
     """Edge list of the nonzero entries of a ``(P, N)`` matrix, sorted by target.
 
-    Returns int32 ``source``, ``target`` and ``flat`` (``source · N + target``,
-    the entry's position in the flattened matrix) arrays of length ``E``.
+    Returns, for the ``E`` synapses: int32 ``source`` and ``target``, ``flat``
+    (``source · N + target``, the entry's position in the flattened matrix),
+    ``target_segments`` (``(N, 2)`` range of each target's synapses),
+    ``by_source`` (the permutation that sorts the synapses by source) and
+    ``source_segments`` (``(P, 2)`` ranges in that order).
     """
     mask = np.asarray(mask)
-    targets_first = np.nonzero(mask.T)
-    target, source = (axis.astype(np.int32) for axis in targets_first)
-    flat = source.astype(np.int64) * mask.shape[1] + target
+    sources, targets = mask.shape
+    target, source = (axis.astype(np.int32) for axis in np.nonzero(mask.T))
+    flat = source.astype(np.int64) * targets + target
+    by_source = np.argsort(source, kind="stable").astype(np.int32)
     return {
         "source": mx.array(source),
         "target": mx.array(target),
         "flat": mx.array(flat.astype(np.int32)),
+        "target_segments": mx.array(_segments(target, targets)),
+        "by_source": mx.array(by_source),
+        "source_segments": mx.array(_segments(source[by_source], sources)),
     }
 
 
@@ -228,22 +246,94 @@ def sparse_synapses(
         sigma=take(sigma),
         mu=take(mu),
         erev=take(erev),
-        source=edges["source"],
-        target=edges["target"],
+        edges=edges,
     )
 
 
+# On the CPU, MLX's scatter-add costs several times a gather. There the sums
+# over each target's synapses (contiguous, the edges being sorted by target)
+# are a segmented matrix product with a column of ones, and the gradient of
+# the gather by source is the same sum over the edges sorted by source.
+
+
+def _segment_sum_rows(x: mx.array, segments: mx.array) -> mx.array:
+    """``(S, R)`` sums of the rows of ``x`` ``(E, R)`` over ``[start, stop)``."""
+    ones = mx.ones((x.shape[0], 1), dtype=x.dtype)
+    return mx.segmented_mm(x.T, ones, segments)[:, :, 0]
+
+
+@mx.custom_function
+def _sum_by_target(x: mx.array, target: mx.array, segments: mx.array) -> mx.array:
+    return _segment_sum_rows(x, segments)
+
+
+@_sum_by_target.vjp
+def _sum_by_target_vjp(primals: Any, cotangent: mx.array, output: mx.array) -> Any:
+    _, target, segments = primals
+    grad = mx.take(cotangent, target, axis=0)
+    return grad, mx.zeros_like(target), mx.zeros_like(segments)
+
+
+@mx.custom_function
+def _gather_by_source(
+    u: mx.array, source: mx.array, by_source: mx.array, segments: mx.array
+) -> mx.array:
+    return mx.take(u, source, axis=0)
+
+
+@_gather_by_source.vjp
+def _gather_by_source_vjp(primals: Any, cotangent: mx.array, output: Any) -> Any:
+    _, source, by_source, segments = primals
+    grad = _segment_sum_rows(mx.take(cotangent, by_source, axis=0), segments)
+    return (
+        grad,
+        mx.zeros_like(source),
+        mx.zeros_like(by_source),
+        mx.zeros_like(segments),
+    )
+
+
+HAS_SEGMENTED_MM = hasattr(mx, "segmented_mm")
+
+
+def segmented_by_default() -> bool:
+    """Whether :func:`sparse_currents` sums by segments on the current device."""
+    return HAS_SEGMENTED_MM and mx.default_device().type == mx.DeviceType.cpu
+
+
 def sparse_currents(
-    synapses: SparseSynapses, u: mx.array, targets: int
+    synapses: SparseSynapses,
+    u: mx.array,
+    targets: int,
+    segmented: bool | None = None,
 ) -> tuple[mx.array, mx.array]:
-    """``(I^num, I^den)``, each ``(N, R)``, for neuron-major ``u`` ``(P, R)``."""
-    rows = u.shape[1]
-    if synapses.source.size == 0:
-        zeros = mx.zeros((targets, rows), dtype=u.dtype)
+    """``(I^num, I^den)``, each ``(N, R)``, for neuron-major ``u`` ``(P, R)``.
+
+    ``segmented`` picks segment sums (fast on the CPU) or scatter-adds (fast
+    on a GPU); default: :func:`segmented_by_default`.
+    """
+    if segmented is None:
+        segmented = segmented_by_default()
+    edges = synapses.edges
+    if edges["source"].size == 0:
+        zeros = mx.zeros((targets, u.shape[1]), dtype=u.dtype)
         return zeros, zeros
-    presynaptic = mx.take(u, synapses.source, axis=0)
+
+    if segmented:
+        presynaptic = _gather_by_source(
+            u, edges["source"], edges["by_source"], edges["source_segments"]
+        )
+    else:
+        presynaptic = mx.take(u, edges["source"], axis=0)
     activation = synapses.w * sigmoid(synapses.sigma * (presynaptic - synapses.mu))
-    zeros = mx.zeros((targets, rows), dtype=u.dtype)
-    numerator = zeros.at[synapses.target].add(activation * synapses.erev)
-    denominator = zeros.at[synapses.target].add(activation)
+    current = activation * synapses.erev
+
+    if segmented:
+        segments = edges["target_segments"]
+        numerator = _sum_by_target(current, edges["target"], segments)
+        denominator = _sum_by_target(activation, edges["target"], segments)
+        return numerator, denominator
+    zeros = mx.zeros((targets, u.shape[1]), dtype=u.dtype)
+    numerator = zeros.at[edges["target"]].add(current)
+    denominator = zeros.at[edges["target"]].add(activation)
     return numerator, denominator

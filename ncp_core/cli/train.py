@@ -206,6 +206,31 @@ def _default_out(data: str, cell: str) -> Path:
     return candidate
 
 
+_DEFAULTS = {
+    "epochs": 80,
+    "batch_size": 32,
+    "lr": 0.005,
+    "seed": 0,
+    "val_fraction": 0.15,
+    "patience": 40,
+    "clip_norm": 1.0,
+    "weight_decay": 0.0,
+    "schedule": "cosine",
+    "monitor": "val_loss",
+    "input_noise": 0.4,
+}
+"""The defaults of :class:`ncp_core.train.TrainingConfig`, for ``--help``
+(spelled out so that ``ncp --help`` does not import MLX; a test keeps them
+equal)."""
+
+
+def _hyper(name: str, help: str, **kwargs: object):
+    flag = "--" + name.replace("_", "-")
+    return click.option(
+        flag, name, help=f"{help} [default: {_DEFAULTS[name]}]", **kwargs
+    )
+
+
 @click.command("train")
 @click.option(
     "--data",
@@ -219,7 +244,8 @@ def _default_out(data: str, cell: str) -> Path:
     "wiring_name",
     default=None,
     metavar="NAME",
-    help="A registered wiring (see `ncp wirings`). [default: auto_ncp]",
+    help="A registered wiring (see `ncp wirings`). Its size defaults to 64 "
+    "units and one output neuron per class. [default: auto_ncp]",
 )
 @param_option
 @click.option(
@@ -231,28 +257,41 @@ def _default_out(data: str, cell: str) -> Path:
     default=None,
     help="CfC mode. [default: default]",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="Most epochs. [default: 80]")
-@click.option("--batch-size", type=click.IntRange(min=1), help="[default: 32]")
-@click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), help="[default: 0.005]"
-)
-@click.option("--seed", type=int, help="[default: 0]")
-@click.option(
-    "--val-fraction",
+@_hyper("epochs", "Most epochs.", type=click.IntRange(min=1))
+@_hyper("batch_size", "Series per batch.", type=click.IntRange(min=1))
+@_hyper("lr", "Adam learning rate.", type=click.FloatRange(min=0, min_open=True))
+@_hyper("seed", "Seeds weights, splits and data order.", type=int)
+@_hyper(
+    "val_fraction",
+    "Share of the training series held out (stratified) for model selection and "
+    "early stopping.",
     type=click.FloatRange(0, 1, max_open=True),
-    help="Share of training series held out for early stopping. [default: 0.1]",
 )
-@click.option(
-    "--patience",
+@_hyper(
+    "patience",
+    "Stop after this many epochs without a better validation score; 0 never "
+    "stops early.",
     type=click.IntRange(min=0),
-    help="Stop after this many epochs without a better validation loss; 0 never "
-    "stops early. [default: 20]",
 )
-@click.option(
-    "--clip-norm",
+@_hyper(
+    "monitor",
+    "Validation score that picks the best epoch.",
+    type=click.Choice(["val_loss", "val_accuracy"]),
+)
+@_hyper(
+    "schedule",
+    "Learning-rate schedule (cosine: lr down to lr/100 over --epochs).",
+    type=click.Choice(["cosine", "constant"]),
+)
+@_hyper(
+    "input_noise",
+    "Std of Gaussian noise on the standardised training inputs.",
     type=click.FloatRange(min=0),
-    help="Gradient norm clip; 0 turns it off. [default: 1.0]",
 )
+@_hyper(
+    "clip_norm", "Gradient norm clip; 0 turns it off.", type=click.FloatRange(min=0)
+)
+@_hyper("weight_decay", "Decoupled weight decay.", type=click.FloatRange(min=0))
 @click.option(
     "--limit-train",
     type=click.IntRange(min=1),
@@ -268,9 +307,10 @@ def _default_out(data: str, cell: str) -> Path:
     "resume_dir",
     type=click.Path(path_type=Path),
     metavar="DIR",
-    help="Continue the run in DIR from its last checkpoint.",
+    help="Continue the run in DIR from its last checkpoint (--epochs may raise "
+    "its total).",
 )
-@click.option("--force", is_flag=True, help="Overwrite the run in --out.")
+@click.option("--force", is_flag=True, help="Overwrite the run files in --out.")
 @click.option("--no-plots", is_flag=True, help="Do not draw PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @json_option
@@ -281,13 +321,6 @@ def train(
     params: tuple[str, ...],
     cell: str | None,
     mode: str | None,
-    epochs: int | None,
-    batch_size: int | None,
-    lr: float | None,
-    seed: int | None,
-    val_fraction: float | None,
-    patience: int | None,
-    clip_norm: float | None,
     limit_train: int | None,
     out: Path | None,
     resume_dir: Path | None,
@@ -295,12 +328,14 @@ def train(
     no_plots: bool,
     quiet: bool,
     as_json: bool,
+    **hyper: object,
 ) -> None:
     """Train a wired CfC or LTC model on a sequence dataset.
 
-    Bare `ncp train` trains an AutoNCP-wired CfC on the bundled JapaneseVowels
-    data. The run folder gets config.json, model.safetensors (best weights), a
-    resumable checkpoint/, metrics.jsonl, summary.json and PNG plots.
+    Bare `ncp train` trains an AutoNCP-wired CfC (64 neurons) on the bundled
+    JapaneseVowels data. The run folder gets config.json, model.safetensors
+    (the best weights), a resumable checkpoint/, metrics.jsonl, summary.json
+    and PNG plots.
 
     \b
     Examples:
@@ -314,58 +349,50 @@ def train(
     started = time.perf_counter()
     console = make_console(stderr=True)
     callbacks = [] if (quiet or as_json) else [_progress_callback(console)]
+    given = {name: value for name, value in hyper.items() if value is not None}
     if resume_dir is not None:
         fixed = {
             "--wiring": wiring_name,
             "-p": params or None,
             "--cell": cell,
             "--mode": mode,
-            "--batch-size": batch_size,
-            "--lr": lr,
-            "--seed": seed,
-            "--val-fraction": val_fraction,
-            "--patience": patience,
-            "--clip-norm": clip_norm,
             "--limit-train": limit_train,
             "--out": out,
+            **{"--" + k.replace("_", "-"): v for k, v in given.items()},
         }
-        given = [name for name, value in fixed.items() if value is not None]
-        if given:
+        fixed.pop("--epochs", None)
+        named = [name for name, value in fixed.items() if value is not None]
+        if named:
             raise CLIError(
-                f"{', '.join(given)} cannot change when resuming; --resume takes "
+                f"{', '.join(named)} cannot change when resuming; --resume takes "
                 "only --epochs (a new total) and --data (the same data, moved)"
             )
         run = api.resume(
             resume_dir,
             data=data,
-            epochs=epochs,
+            epochs=given.get("epochs"),  # type: ignore[arg-type]
             callbacks=callbacks,
             plots=not no_plots,
         )
     else:
+        if given.get("patience") == 0:
+            given["patience"] = None
+        if given.get("clip_norm") == 0:
+            given["clip_norm"] = None
         data = data or api.DEFAULT_DATASET
         cell = cell or "cfc"
-        defaults = api.TrainingConfig()
         run = api.fit(
             data,
             wiring=wiring_name or api.DEFAULT_WIRING,
             wiring_params=parse_params(params),
             cell=cell,
             mode=mode or "default",
-            epochs=epochs or defaults.epochs,
-            batch_size=batch_size or defaults.batch_size,
-            lr=lr or defaults.lr,
-            seed=defaults.seed if seed is None else seed,
-            val_fraction=defaults.val_fraction
-            if val_fraction is None
-            else val_fraction,
-            patience=defaults.patience if patience is None else (patience or None),
-            clip_norm=defaults.clip_norm if clip_norm is None else (clip_norm or None),
             limit_train=limit_train,
             out=out or _default_out(data, cell),
             force=force,
             callbacks=callbacks,
             plots=not no_plots,
+            **given,  # type: ignore[arg-type]
         )
     seconds = time.perf_counter() - started
     if as_json:

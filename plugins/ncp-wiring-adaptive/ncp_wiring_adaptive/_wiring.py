@@ -111,9 +111,14 @@ class Adaptive(Wiring):
         motor = self.add_group("motor", range(output_dim))
         inter = self.add_group("inter", range(output_dim, units))
         self.set_layers(["inter", "motor"])
-        self.connect_fanin(inter, inter, round(self.inter_density * inter.size), self.excitatory)
         self.connect_fanin(
-            inter, motor, max(1, round(self.inter_density * inter.size)), self.excitatory
+            inter, inter, round(self.inter_density * inter.size), self.excitatory
+        )
+        self.connect_fanin(
+            inter,
+            motor,
+            max(1, round(self.inter_density * inter.size)),
+            self.excitatory,
         )
 
     def _init_from_base(

@@ -130,10 +130,19 @@ def test_adaptive_round_trips_through_json_after_updates():
         ({"units": 8, "excitatory": -0.1}, "excitatory"),
         ({"units": 8, "base_params": {"units": 8}}, "without a base"),
         (
-            {"units": 9, "base": "ncp", "base_params": {
-                "inter_neurons": 3, "command_neurons": 2, "motor_neurons": 1,
-                "sensory_fanout": 2, "inter_fanout": 2,
-                "recurrent_command_synapses": 1, "motor_fanin": 2}},
+            {
+                "units": 9,
+                "base": "ncp",
+                "base_params": {
+                    "inter_neurons": 3,
+                    "command_neurons": 2,
+                    "motor_neurons": 1,
+                    "sensory_fanout": 2,
+                    "inter_fanout": 2,
+                    "recurrent_command_synapses": 1,
+                    "motor_fanin": 2,
+                },
+            },
             "units=9 but the base wiring 'ncp' has units 6",
         ),
     ],
@@ -243,9 +252,7 @@ def test_candidate_polarity_is_excitatory_with_the_given_probability():
 
 
 @pytest.mark.parametrize("cell", ["ltc", "cfc"])
-def test_scores_are_magnitudes_of_present_and_gradients_of_absent_synapses(
-    cell, italy
-):
+def test_scores_are_magnitudes_of_present_and_gradients_of_absent_synapses(cell, italy):
     wiring = Adaptive(8, 2, seed=1).build(1)
     model = classifier(cell, wiring)
     x, y = italy[0][:8], italy[1][:8]

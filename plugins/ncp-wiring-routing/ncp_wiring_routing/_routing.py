@@ -23,6 +23,8 @@ def squash(s: mx.array, axis: int = -1, epsilon: float = 1e-7) -> mx.array:
     return s * (squared / (1.0 + squared)) / mx.sqrt(squared + epsilon)
 
 
+# XXX: `ncp train` builds its models itself, so it trains this wiring unrouted;
+# it needs a hook through which a wiring wraps the model it trains.
 class CapsuleRouting(nn.Module):
     r"""A wired LTC or CfC on a :class:`DynamicRouting` wiring, routed by
     agreement at every step.

@@ -11,8 +11,7 @@ __all__ = ["DynamicRouting"]
 
 
 class DynamicRouting(Wiring):
-    r"""Capsules of neurons: primary capsules fed by the inputs, routed to
-    output capsules by agreement.
+    r"""Capsules of neurons, primary to output, routed by agreement at run time.
 
     ``I = num_capsules`` primary capsules of ``D = capsule_dim`` neurons and
     ``J = output_capsules`` output capsules of ``E = output_capsule_dim``
@@ -116,14 +115,18 @@ class DynamicRouting(Wiring):
     def routed_synapses(self) -> np.ndarray:
         """``(N, N)`` bool: the synapses from primary to output capsules."""
         routed = np.zeros((self.units, self.units), bool)
-        routed[np.ix_(self.primary_capsule_ids.reshape(-1), np.arange(self.output_dim))] = (
-            True
-        )
+        routed[
+            np.ix_(self.primary_capsule_ids.reshape(-1), np.arange(self.output_dim))
+        ] = True
         return routed
 
     def _build_sensory(self, rng: np.random.Generator) -> None:
         assert self.input_dim is not None
         fanin = max(1, round(self.sensory_density * self.input_dim))
         self.connect_fanin(
-            SENSORY, self.primary_capsule_ids.reshape(-1), fanin, self.excitatory, rng=rng
+            SENSORY,
+            self.primary_capsule_ids.reshape(-1),
+            fanin,
+            self.excitatory,
+            rng=rng,
         )
