@@ -38,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "LSTMCell": "ncp_core.cells",
     "LTC": "ncp_core.rnn",
     "CfC": "ncp_core.rnn",
+    "model_from_config": "ncp_core.rnn",
+    "make_train_step": "ncp_core.training",
     # errors
     "NCPError": "ncp_core.errors",
     "WiringError": "ncp_core.errors",
@@ -46,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownWiringError": "ncp_core.errors",
     "DataError": "ncp_core.errors",
     "CheckpointError": "ncp_core.errors",
+    "ModelError": "ncp_core.errors",
     "NCPWarning": "ncp_core.errors",
     "NCPPluginWarning": "ncp_core.errors",
 }
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
     from ncp_core.errors import (
         CheckpointError,
         DataError,
+        ModelError,
         NCPError,
         NCPPluginWarning,
         NCPWarning,

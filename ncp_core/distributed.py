@@ -648,8 +648,9 @@ def launch_local(
 
     The same as ``mlx.launch -n size -- command`` on this machine, but every
     rank's exit status and output come back (``mlx.launch`` exits 0 when a
-    rank fails). For tests and local trials; use ``mlx.launch`` or
-    ``mpirun`` across hosts.
+    rank fails). With ``size`` 1 the command runs alone, without launcher
+    variables. For tests and local trials; use ``mlx.launch`` or ``mpirun``
+    across hosts.
 
     Args:
         command (Sequence[str]): The program and its arguments.
@@ -668,17 +669,21 @@ def launch_local(
 
     with contextlib.ExitStack() as stack:
         folder = hostfile_dir or stack.enter_context(tempfile.TemporaryDirectory())
-        path = os.path.join(folder, "ncp-hostfile.json")
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(loopback_hostfile(size), handle)
-        base = {**os.environ, **(env or {}), "MLX_HOSTFILE": path}
+        base = {**os.environ, **(env or {})}
+        for name in _LAUNCH_VARIABLES:
+            base.pop(name, None)
+        if size > 1:
+            path = os.path.join(folder, "ncp-hostfile.json")
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(loopback_hostfile(size), handle)
+            base["MLX_HOSTFILE"] = path
         processes = []
         for rank in range(size):
             out = stack.enter_context(tempfile.TemporaryFile("w+"))
             err = stack.enter_context(tempfile.TemporaryFile("w+"))
             process = subprocess.Popen(
                 list(command),
-                env={**base, "MLX_RANK": str(rank)},
+                env={**base, "MLX_RANK": str(rank)} if size > 1 else base,
                 cwd=cwd,
                 stdout=out,
                 stderr=err,

@@ -277,9 +277,10 @@ class _SequenceModel(nn.Module):
                 (``strict``), or a shape that does not fit, which means the
                 weights belong to a model of other sizes or another wiring.
         """
-        weights = file_or_weights
+        weights: Any = file_or_weights
         if isinstance(weights, (str, Path)):
-            weights = list(mx.load(str(weights)).items())
+            loaded: Any = mx.load(str(weights))
+            weights = list(loaded.items())
         elif isinstance(weights, Mapping):
             weights = list(weights.items())
         else:
@@ -559,6 +560,7 @@ class CfC(_SequenceModel):
         super().__init__(input_size, units, return_sequences, batch_first, mixed_memory)
         check_mode(mode)
         self._units = units if isinstance(units, int) else None
+        self.rnn_cell: CfCCell | WiredCfCCell
         if isinstance(units, Wiring):
             for name, value in (
                 ("backbone_units", backbone_units),
@@ -653,7 +655,7 @@ class CfC(_SequenceModel):
         """Run the sequence; arguments as :meth:`LTC.__call__`."""
         x, h, c, elapsed, mask, batched = self._normalise(x, hx, timespans, mask)
         cell = self.rnn_cell
-        prepared = cell._prepare()
+        prepared: Any = cell._prepare()
         projected = cell._project(prepared, x)
         lstm_projected = self.lstm.input_map(x) if self.mixed_memory else None
 

@@ -40,12 +40,6 @@ def _env(**extra: str) -> dict[str, str]:
     return {"PYTHONPATH": path, "NCP_DISABLE_PLUGINS": "1", **extra}
 
 
-def _clean_env() -> dict[str, str]:
-    """This environment without any launcher variable (the single reference)."""
-    launch = ("MLX_RANK", "MLX_HOSTFILE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
-    return {k: v for k, v in os.environ.items() if k not in launch}
-
-
 def _worker(out: Path, mode: str, size: int, **env: str):
     return launch_local(
         [sys.executable, str(WORKER), str(out), mode],
@@ -195,13 +189,7 @@ def test_summed_statistics_of_shards_give_the_per_step_regression_metrics():
 
 
 def test_two_ranks_reach_the_weights_of_one_process_on_the_global_batches(tmp_path):
-    single = launch_local(
-        [sys.executable, str(WORKER), str(tmp_path / "one"), "train"],
-        1,
-        env={**_clean_env(), **_env(), "MLX_HOSTFILE": ""},
-        cwd=ROOT,
-        timeout=LAUNCH_TIMEOUT,
-    )
+    single = _worker(tmp_path / "one", "train", 1)
     assert single[0].returncode == 0, single[0].stderr
     assert "rank 0 of 1: 8 steps" in single[0].stdout
 

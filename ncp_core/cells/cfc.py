@@ -10,6 +10,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ncp_core.cells._checks import (
+    as_float_array,
     check_matrix,
     check_size,
     check_step_shapes,
@@ -90,7 +91,7 @@ class Backbone(nn.Module):
 
 
 def _xavier(linear: nn.Linear) -> None:
-    linear.weight = nn.init.glorot_uniform()(linear.weight)
+    linear.weight = nn.init.glorot_uniform()(linear.weight, 1.0)
 
 
 class CfCCell(nn.Module):
@@ -278,6 +279,8 @@ class CfCCell(nn.Module):
 
         ``ts`` is the elapsed time: a number or a ``(B,)``/``(B, 1)`` array.
         """
+        inputs = as_float_array(inputs, "inputs")
+        state = as_float_array(state, "state")
         check_step_shapes("CfCCell", inputs, state, self.input_size, self.hidden_size)
         ts = elapsed_column(ts, inputs.shape[0])
         prepared = self._prepare()

@@ -41,7 +41,7 @@ class LSTMCell(nn.Module):
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.input_map = nn.Linear(input_size, 4 * hidden_size, bias=True)
         self.recurrent_map = nn.Linear(hidden_size, 4 * hidden_size, bias=False)
-        self.input_map.weight = nn.init.glorot_uniform()(self.input_map.weight)
+        self.input_map.weight = nn.init.glorot_uniform()(self.input_map.weight, 1.0)
         self.input_map.bias = mx.random.uniform(-0.1, 0.1, (4 * hidden_size,))
         self.recurrent_map.weight = _orthogonal((4 * hidden_size, hidden_size))
 

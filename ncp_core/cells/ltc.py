@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
@@ -10,6 +11,7 @@ import numpy as np
 
 from ncp_core.cells import synapses as syn
 from ncp_core.cells._checks import (
+    as_float_array,
     check_matrix,
     check_polarity,
     check_size,
@@ -71,7 +73,7 @@ def _unfold_sparse(
 # Compiled once per shape and per value of the trailing constants: ``on_cpu``
 # keys the cache by device, as the kernels choose their code by device while
 # they are traced.
-_UNFOLD = {
+_UNFOLD: dict[str, Callable[..., mx.array]] = {
     "dense": mx.compile(_unfold_dense),
     "sparse": mx.compile(_unfold_sparse),
 }
@@ -458,6 +460,8 @@ class LTCCell(nn.Module):
         ``elapsed_time`` is a number or a ``(B,)``/``(B, 1)`` array, one per
         sample; values below :data:`MIN_ELAPSED` are clamped to it.
         """
+        inputs = as_float_array(inputs, "inputs")
+        state = as_float_array(state, "state")
         check_step_shapes("LTCCell", inputs, state, self.sensory_size, self.state_size)
         elapsed = elapsed_column(elapsed_time, inputs.shape[0])
         if not isinstance(elapsed, float):

@@ -26,7 +26,7 @@ call (:func:`sparse_synapses`), never inside the ODE unfolds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import mlx.core as mx
 import numpy as np
@@ -122,7 +122,7 @@ def sigmoid(x: mx.array) -> mx.array:
     ``mx.sigmoid``.
     """
     if mx.default_device().type == mx.DeviceType.cpu:
-        return _fast_sigmoid(x)
+        return cast(mx.array, _fast_sigmoid(x))
     return mx.sigmoid(x)
 
 
@@ -320,8 +320,11 @@ def sparse_currents(
         return zeros, zeros
 
     if segmented:
-        presynaptic = _gather_by_source(
-            u, edges["source"], edges["by_source"], edges["source_segments"]
+        presynaptic = cast(
+            mx.array,
+            _gather_by_source(
+                u, edges["source"], edges["by_source"], edges["source_segments"]
+            ),
         )
     else:
         presynaptic = mx.take(u, edges["source"], axis=0)
@@ -332,7 +335,7 @@ def sparse_currents(
         segments = edges["target_segments"]
         numerator = _sum_by_target(current, edges["target"], segments)
         denominator = _sum_by_target(activation, edges["target"], segments)
-        return numerator, denominator
+        return cast(mx.array, numerator), cast(mx.array, denominator)
     zeros = mx.zeros((targets, u.shape[1]), dtype=u.dtype)
     numerator = zeros.at[edges["target"]].add(current)
     denominator = zeros.at[edges["target"]].add(activation)

@@ -10,6 +10,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ncp_core.cells._checks import (
+    as_float_array,
     check_matrix,
     check_polarity,
     check_step_shapes,
@@ -245,7 +246,7 @@ class WiredCfCCell(nn.Module):
         ts: float | mx.array,
     ) -> mx.array:
         """The new id-ordered state from layer 0's projected input and ``h``."""
-        new_states = []
+        new_states: list[mx.array] = []
         for index, cell in enumerate(self.layers):
             if index > 0:
                 projected = cell._project(prepared[index], new_states[-1])
@@ -260,10 +261,9 @@ class WiredCfCCell(nn.Module):
         return self._assemble(new_states)
 
     def _assemble(self, layer_states: list[mx.array]) -> mx.array:
-        if self._layers.blocks is not None:
-            by_start = sorted(
-                range(len(layer_states)), key=lambda i: self._layers.blocks[i][0]
-            )
+        blocks = self._layers.blocks
+        if blocks is not None:
+            by_start = sorted(range(len(layer_states)), key=lambda i: blocks[i][0])
             return mx.concatenate([layer_states[i] for i in by_start], axis=-1)
         return mx.take(
             mx.concatenate(layer_states, axis=-1), self._to_id_order, axis=-1
@@ -277,6 +277,8 @@ class WiredCfCCell(nn.Module):
     ) -> tuple[mx.array, mx.array]:
         """One step: ``(B, S)`` inputs, ``(B, N)`` id-ordered state →
         ``((B, M) motor outputs, (B, N) new state)``."""
+        inputs = as_float_array(inputs, "inputs")
+        state = as_float_array(state, "state")
         check_step_shapes(
             "WiredCfCCell", inputs, state, self.sensory_size, self.state_size
         )
