@@ -70,19 +70,22 @@ def main() -> None:
     mx.reset_peak_memory()
 
     report: dict = {"case": case.name, "lib": args.lib, "baseline_rss_mib": baseline}
-    times = []
+    times, cpu = [], []
     try:
         runner = bench_cells.make_runner(case, args.lib)
         for _ in range(args.steps):
+            cpu_start = time.process_time()
             start = time.perf_counter()
             runner.run()
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - cpu_start)
     except (MemoryError, RuntimeError) as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
         report["error"] = f"{type(error).__name__}: {text[:200]}"
         if args.limit_gib is not None:
             report["error"] += f" (under a {args.limit_gib:g} GiB limit)"
     report["times_s"] = times
+    report["cpu_s"] = cpu
     report["peak_rss_mib"] = _peak_rss_mib() - baseline
     if args.lib != "reference":
         report["mlx_peak_mib"] = mx.get_peak_memory() / (1 << 20)

@@ -375,85 +375,94 @@ def alternate(
     runners: dict[str, Callable[[], Any]], warmup: int, repeats: int
 ) -> dict[str, list[float]]:
     """Seconds per call of each runner; after ``warmup`` untimed rounds, every
-    repeat calls each runner once, in turn."""
+    repeat calls each runner once, in turn.
+
+    Also returns, under ``<name>_cpu``, the process CPU seconds of each call:
+    for a single-threaded library that is its time without the waits for a
+    core that other processes cause.
+    """
     for _ in range(warmup):
         for run in runners.values():
             run()
     times: dict[str, list[float]] = {name: [] for name in runners}
+    for name in runners:
+        times[f"{name}_cpu"] = []
     for _ in range(repeats):
         for name, run in runners.items():
+            cpu = time.process_time()
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
+            times[f"{name}_cpu"].append(time.process_time() - cpu)
     return times
 
 
 def alternate_calls(
     runners: dict[str, Callable[[], Any]], warmup: int, repeats: int, calls: int
 ) -> dict[str, list[float]]:
-    """As :func:`alternate`, but each turn is ``calls`` timed calls in a row
-    (for steps too short to time one by one against the scheduler's noise)."""
-
-    def burst(run: Callable[[], Any]) -> Callable[[], list[float]]:
-        def timed() -> list[float]:
-            out = []
+    """As :func:`alternate` for steps of microseconds: each turn is ``calls``
+    calls in a row, each timed, so one scheduler hiccup spoils few samples."""
+    for _ in range(warmup):
+        for run in runners.values():
+            for _ in range(calls):
+                run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
             for _ in range(calls):
                 start = time.perf_counter()
                 run()
-                out.append(time.perf_counter() - start)
-            return out
-
-        return timed
-
-    bursts = {name: burst(run) for name, run in runners.items()}
-    for _ in range(warmup):
-        for run in bursts.values():
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in bursts.items():
-            times[name].extend(run())
+                times[name].append(time.perf_counter() - start)
     return times
 
 
 # -- the floor -------------------------------------------------------------------
 
 
-def measure_floor(rows: int = 64, synapses: int = 1 << 16, repeats: int = 7) -> dict:
+FLOOR_SIZES = (1 << 18, 1 << 20, 1 << 22)
+
+
+def measure_floor(sizes: tuple[int, ...] = FLOOR_SIZES, repeats: int = 7) -> dict:
     """Nanoseconds per element of a compiled ``w · σ(s (v − μ))``.
 
-    Laid out as the sparse kernel does: ``v`` is ``(E, R)``, the synapse
-    parameters ``(E, 1)``. Both sigmoids are timed, MLX's and the kernel's
-    own (:func:`ncp_core.cells.synapses.sigmoid`); the floor is the faster.
+    Laid out as the sparse kernel does: ``v`` is ``(E, 64)``, the synapse
+    parameters ``(E, 1)``, for a few sizes ``E · 64``. Both sigmoids are
+    timed, MLX's and the kernel's own
+    (:func:`ncp_core.cells.synapses.sigmoid`); the floor is the fastest of
+    all, each taken as the fastest of ``repeats`` calls.
     """
-    key = mx.random.key(1)
-    k1, k2, k3, k4 = mx.random.split(key, 4)
-    v = mx.random.normal((synapses, rows), key=k1)
-    w = mx.random.uniform(0.1, 1.0, (synapses, 1), key=k2)
-    s = mx.random.uniform(3.0, 8.0, (synapses, 1), key=k3)
-    m = mx.random.uniform(0.3, 0.8, (synapses, 1), key=k4)
-    mx.eval(v, w, s, m)
+    rows = 64
     sigmoids = {"mx.sigmoid": mx.sigmoid, "ncp sigmoid": syn.sigmoid}
-    result = {}
+    compiled = {}
     for name, sigmoid in sigmoids.items():
 
         def activation(w, s, v, m, sigmoid=sigmoid):
             return w * sigmoid(s * (v - m))
 
-        fused = mx.compile(activation)
-        mx.eval(fused(w, s, v, m))
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+        compiled[name] = mx.compile(activation)
+    table: dict[str, dict[str, float]] = {name: {} for name in sigmoids}
+    for size in sizes:
+        keys = mx.random.split(mx.random.key(size), 4)
+        synapses = size // rows
+        v = mx.random.normal((synapses, rows), key=keys[0])
+        w = mx.random.uniform(0.1, 1.0, (synapses, 1), key=keys[1])
+        s = mx.random.uniform(3.0, 8.0, (synapses, 1), key=keys[2])
+        m = mx.random.uniform(0.3, 0.8, (synapses, 1), key=keys[3])
+        mx.eval(v, w, s, m)
+        for name, fused in compiled.items():
             mx.eval(fused(w, s, v, m))
-            times.append(time.perf_counter() - start)
-        result[name] = min(times) / v.size * 1e9
+            best = math.inf
+            for _ in range(repeats):
+                start = time.perf_counter()
+                mx.eval(fused(w, s, v, m))
+                best = min(best, time.perf_counter() - start)
+            table[name][str(size)] = best / v.size * 1e9
+        del v, w, s, m
     return {
-        "ns_per_element": min(result.values()),
-        "ns_per_element_by_sigmoid": result,
-        "elements": int(v.size),
-        "expression": "w * sigmoid(s * (v - m)), v (E, R), w s m (E, 1), compiled",
-        "statistic": f"fastest of {repeats}",
+        "ns_per_element": min(min(by_size.values()) for by_size in table.values()),
+        "ns_per_element_by_sigmoid_and_size": table,
+        "expression": "w * sigmoid(s * (v - m)), v (E, 64), w s m (E, 1), compiled",
+        "statistic": f"fastest of {repeats} per size; the floor is the fastest of all",
     }
 
 
@@ -529,14 +538,16 @@ def run_train_case(case: Case, args: argparse.Namespace, floor_ns: float) -> dic
     losses = [ours.run()]
     times = alternate(runners, args.warmup, args.repeats)
     losses.append(ours.run())
-    row["ncp"].update(_timing(times["ncp"]))
+    row["ncp"].update(_timing(times["ncp"], times["ncp_cpu"]))
     row["ncp"]["loss"] = losses[-1]
     row["ncp"]["loss_finite"] = all(math.isfinite(v) for v in losses)
     if "ncp_forward" in times:
         row["ncp"]["forward_median_s"] = _median(times["ncp_forward"])
         row["ncp"]["forward_times_s"] = times["ncp_forward"]
     if other is not None:
-        row[case.comparator].update(_timing(times[case.comparator]))
+        row[case.comparator].update(
+            _timing(times[case.comparator], times[f"{case.comparator}_cpu"])
+        )
     if case.comparator == "dense":
         # the dense kernel runs a smaller batch to fit in memory; its cost is
         # at least linear in the batch, so scaling it up gives a lower bound
@@ -544,9 +555,14 @@ def run_train_case(case: Case, args: argparse.Namespace, floor_ns: float) -> dic
         row["dense"]["scaled_to_batch"] = case.batch
         row["dense"]["scale"] = scale
         row["dense"]["median_s"] *= scale
+        row["dense"]["cpu_median_s"] *= scale
     other_median = row.get(case.comparator or "", {}).get("median_s")
     if other_median is not None:
         row["speedup"] = other_median / row["ncp"]["median_s"]
+        other_cpu = row[case.comparator or ""].get("cpu_median_s")
+        if other_cpu:
+            # process CPU time: robust to load, but counts every torch thread
+            row["speedup_cpu"] = other_cpu / row["ncp"]["cpu_median_s"]
 
     if case.cell == "ltc" and ours.info.get("kernel") == "sparse":
         evaluations = synapse_evaluations(case, ours.info)
@@ -575,8 +591,8 @@ def run_inference_case(case: Case, args: argparse.Namespace) -> dict:
     else:
         row["reference"] = {"status": "not run: torch/ncps not installed"}
     times = alternate_calls(runners, 1, args.repeats, args.calls)
-    for name, values in times.items():
-        row[name].update(_timing(values, keep=False))
+    for name in runners:
+        row[name].update(_timing(times[name], keep=False))
     if "median_s" in row["reference"]:
         row["speedup"] = row["reference"]["median_s"] / row["ncp"]["median_s"]
         row["speedup_compiled"] = (
@@ -586,8 +602,12 @@ def run_inference_case(case: Case, args: argparse.Namespace) -> dict:
     return row
 
 
-def _timing(values: list[float], keep: bool = True) -> dict[str, Any]:
+def _timing(
+    values: list[float], cpu: list[float] | None = None, keep: bool = True
+) -> dict[str, Any]:
     timing: dict[str, Any] = {"median_s": _median(values), "calls": len(values)}
+    if cpu:
+        timing["cpu_median_s"] = _median(cpu)
     if keep:
         timing["times_s"] = values
     else:
@@ -608,7 +628,7 @@ def _reference_in_limited_worker(case: Case, args: argparse.Namespace) -> dict:
     if "error" in report:
         return {"status": f"failed: {report['error']}"}
     times = report["times_s"][args.warmup :] or report["times_s"]
-    result = _timing(times)
+    result = _timing(times, report.get("cpu_s", [])[args.warmup :])
     result.update(
         peak_rss_mib=report["peak_rss_mib"],
         note=f"timed alone in a worker limited to {REFERENCE_LIMIT_GIB} GiB",
@@ -770,6 +790,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "mlx_device": str(mx.default_device()),
         "torch": _version("torch"),
         "ncps": _version("ncps"),
+        "blas_libraries": loaded_blas(),
         "load_average_start": os.getloadavg(),
     }
     if args.reference_available:
@@ -778,6 +799,21 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
         info["torch_threads_set"] = args.reference_threads is not None
     return info
+
+
+def loaded_blas() -> list[str]:
+    """File names of the BLAS/LAPACK libraries this process has mapped (MLX's
+    matrix products run on whichever it was linked with)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    names = {
+        Path(line.split()[-1]).name
+        for line in maps.splitlines()
+        if "/" in line and any(k in line.lower() for k in ("blas", "lapack", "mkl"))
+    }
+    return sorted(names)
 
 
 def reference_available() -> bool:
@@ -905,7 +941,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every selected case, the floor, the build times and the targets."""
     mx.random.seed(0)
-    floor = measure_floor(synapses=1 << 12 if args.smoke else 1 << 16)
+    floor = measure_floor((1 << 16,) if args.smoke else FLOOR_SIZES)
     cases = [smoke_case(c) if args.smoke else c for c in CASES]
     if args.cases:
         cases = [c for c in cases if c.name in args.cases]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import json
 import math
 import os
@@ -45,6 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_map
 
@@ -88,6 +90,9 @@ _LAUNCH_VARIABLES = (
 _BACKEND_PREFIXES = ("[ring]", "[mpi]", "[nccl]", "[jaccl]")
 """How MLX's backends begin the message of a broken connection."""
 
+_BACKSTOP = 5.0
+"""Seconds after the timeout at which faulthandler ends a stuck process."""
+
 _MESSAGE_BYTES = 480
 """Bytes of a failed rank's message passed to the others."""
 
@@ -100,8 +105,23 @@ class DistributedError(NCPError):
 
 
 def launched() -> bool:
-    """Whether this process was started by ``mlx.launch`` or ``mpirun``."""
-    return any(os.environ.get(name) for name in _LAUNCH_VARIABLES)
+    """Whether this process was started by ``mlx.launch`` or ``mpirun`` as one
+    of several processes."""
+    found = [name for name in _LAUNCH_VARIABLES if os.environ.get(name)]
+    if set(found) <= {"MLX_RANK", "MLX_HOSTFILE"} and _empty_hostfile():
+        return False  # `mlx.launch -n 1` writes an empty hostfile
+    return bool(found)
+
+
+def _empty_hostfile() -> bool:
+    path = os.environ.get("MLX_HOSTFILE")
+    if not path:
+        return True
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return not handle.read().strip()
+    except OSError:
+        return False  # let MLX report the missing file
 
 
 def _timeout_from_env() -> float:
@@ -153,10 +173,12 @@ def init_from_env(
     if distributed is False or (distributed is None and not launched()):
         return DataParallel(None, seconds)
 
+    # Under a launcher a failure to join is an error: a process that went on
+    # alone would train and write as if it were the whole run.
     watchdog = _Watchdog(seconds, os.environ.get("MLX_RANK", "?"))
     try:
         with watchdog.waiting("joining the process group"):
-            group = mx.distributed.init(strict=bool(distributed), backend=backend)
+            group = mx.distributed.init(strict=True, backend=backend)
     except RuntimeError as error:
         raise DistributedError(
             f"could not join the distributed group with backend {backend!r} "
@@ -224,16 +246,13 @@ class DataParallel:
             watchdog ends the process. Default: :data:`DEFAULT_TIMEOUT`.
     """
 
-    def __init__(
-        self, group: Any = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
+    def __init__(self, group: Any = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.group = group
         self.rank = 0 if group is None else int(group.rank())
         self.size = 1 if group is None else int(group.size())
         self.timeout = float(timeout)
-        self._watchdog = (
-            _Watchdog(self.timeout, self.rank) if self.size > 1 else None
-        )
+        self._watchdog = _Watchdog(self.timeout, self.rank) if self.size > 1 else None
+        self._held: BaseException | None = None
 
     @property
     def is_writer(self) -> bool:
@@ -271,7 +290,10 @@ class DataParallel:
         return mx.distributed.all_sum(x, group=self.group)
 
     def average_gradients(self, grads: Any, share: mx.array | float | None = None):
-        """``Σ_r share_r g_r`` over the ranks, leaf by leaf.
+        """``Σ_r share_r g_r`` over the ranks, in as few collectives as possible.
+
+        The leaves travel concatenated through ``nn.average_gradients``, so a
+        model of many small arrays pays the collective's latency once.
 
         Args:
             grads: A tree of gradients of this rank's mean loss.
@@ -284,14 +306,14 @@ class DataParallel:
         """
         if self.group is None:
             return grads
-        weight = 1.0 / self.size if share is None else share
-        return tree_map(lambda g: self.all_sum(g * weight), grads)
+        if share is not None:
+            scale = share * self.size
+            grads = tree_map(lambda g: g * scale, grads)
+        return nn.average_gradients(grads, group=self.group)
 
     def sum_gradients(self, grads: Any) -> Any:
-        """``Σ_r g_r`` leaf by leaf, for losses already scaled by their share."""
-        if self.group is None:
-            return grads
-        return tree_map(self.all_sum, grads)
+        """``Σ_r g_r``, for losses already scaled by their share."""
+        return self.average_gradients(grads, 1.0)
 
     # -- collectives outside a step (eager, guarded by the watchdog)
 
@@ -352,13 +374,16 @@ class DataParallel:
         """Meet the other ranks; raise on every rank if any of them failed.
 
         Each rank passes the exception it caught since the last check, or
-        ``None``. All ranks must call this at the same points.
+        ``None``; an error held by :meth:`collect` counts too. All ranks must
+        call this at the same points.
 
         Raises:
             DistributedError: ``"rank R failed: <error>"`` for each failed
                 rank, on every rank; on the failed rank it chains ``error``.
                 With one process, ``error`` is re-raised as it is.
         """
+        error = error if error is not None else self._held
+        self._held = None
         if self.group is None:
             if error is not None:
                 raise error
@@ -374,9 +399,9 @@ class DataParallel:
             text[self.rank, : len(raw)] = np.frombuffer(raw, np.uint8)
         texts = self.sum_arrays({"text": text}, f"{what}: sharing the failure")
         reasons = [
-            bytes(texts["text"][r].astype(np.uint8)).rstrip(b"\0").decode(
-                "utf-8", "replace"
-            )
+            bytes(texts["text"][r].astype(np.uint8))
+            .rstrip(b"\0")
+            .decode("utf-8", "replace")
             for r in failed
         ]
         message = "; ".join(
@@ -384,6 +409,22 @@ class DataParallel:
             for r, reason in zip(failed.tolist(), reasons, strict=True)
         )
         raise DistributedError(f"{message} (while {what})") from error
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        """Hold an exception raised inside until the next :meth:`check_peers`.
+
+        For work that only some ranks may fail (a callback, a file), between
+        two meetings of the ranks. Alone, the exception passes through at once.
+        """
+        if self.group is None:
+            yield
+            return
+        try:
+            yield
+        except Exception as error:  # a KeyboardInterrupt ends the rank as is
+            if self._held is None:
+                self._held = error
 
     @contextlib.contextmanager
     def guard(self, what: str = "training") -> Iterator[None]:
@@ -397,12 +438,9 @@ class DataParallel:
         if self.group is None:
             yield
             return
-        caught: BaseException | None = None
-        try:
+        with self.collect():
             yield
-        except Exception as error:  # a KeyboardInterrupt ends the rank as is
-            caught = error
-        self.check_peers(caught, what)
+        self.check_peers(None, what)
 
     def broadcast(self, tree: Any, what: str = "sharing rank 0's state") -> Any:
         """Rank 0's values of a tree of arrays, on every rank."""
@@ -434,7 +472,10 @@ class _Watchdog:
     """Ends the process when one wait for the peers lasts ``timeout`` seconds.
 
     The main thread cannot be interrupted while MLX waits inside a collective,
-    so a daemon thread watches the deadline and calls ``os._exit``.
+    so a daemon thread watches the deadline, says why and calls ``os._exit``.
+    Some waits (joining the group) keep Python's lock, which stops that thread
+    too; for them ``faulthandler``'s C-level timer ends the process a moment
+    later, printing where it waited.
     """
 
     def __init__(self, timeout: float, rank: int | str) -> None:
@@ -457,9 +498,11 @@ class _Watchdog:
             self._deadline = time.monotonic() + self.timeout
             self._what = what
             self._wake.notify()
+        faulthandler.dump_traceback_later(self.timeout + _BACKSTOP, exit=True)
         try:
             yield
         finally:
+            faulthandler.cancel_dump_traceback_later()
             with self._wake:
                 self._deadline = None
 
@@ -728,8 +771,10 @@ def _main(argv: Sequence[str]) -> int:
     failed = [r for r in results if r.returncode != 0]
     for result in failed:
         sys.stderr.write(f"rank {result.rank} exited with {result.returncode}\n")
-    return failed[0].returncode if failed and failed[0].returncode > 0 else int(
-        bool(failed)
+    return (
+        failed[0].returncode
+        if failed and failed[0].returncode > 0
+        else int(bool(failed))
     )
 
 

@@ -267,7 +267,7 @@ def _build_model(
     )
     return SequenceModel(
         rnn,
-        wiring.output_dim,
+        int(rnn.output_size),
         int(model_spec["outputs"]),
         per_step=bool(model_spec.get("per_step", False)),
     )
@@ -806,6 +806,7 @@ class Trainer:
         self.best_score: list[float] | None = None
         self.best_weights: dict[str, mx.array] | None = None
         self.bad_epochs = 0
+        self.initial: dict[str, float] = {}
         self._step: Any = None
 
     def _make_optimizer(self) -> optim.Optimizer:
@@ -941,7 +942,7 @@ class Trainer:
         if len(self.data.val) == 0:
             row["val_loss"] = None
             return True
-        scores = _score(self.run, self.data.val, self.data)
+        scores = _score(self.run, self.data.val)
         row["val_loss"] = scores["loss"]
         if self.data.task == "classification":
             row["val_accuracy"] = scores["accuracy"]
@@ -960,6 +961,10 @@ class Trainer:
 
     def fit(self, first_epoch: int, stop_after_epochs: int | None) -> None:
         run, training = self.run, self.training
+        if first_epoch == 1:
+            self.initial = {"train_loss": _score(run, self.data.train)["loss"]}
+            if len(self.data.val):
+                self.initial["val_loss"] = _score(run, self.data.val)["loss"]
         for callback in self.callbacks:
             callback.on_train_begin(run)
         for done, epoch in enumerate(range(first_epoch, training.epochs + 1), 1):
@@ -997,6 +1002,7 @@ class Trainer:
             "best_epoch": self.run.best_epoch,
             "best_score": self.best_score,
             "bad_epochs": self.bad_epochs,
+            "initial": self.initial,
             "stopped_early": self.run.stop_training,
             "finished": finished,
             "history": self.run.history,
@@ -1037,6 +1043,7 @@ class Trainer:
             self.best_weights = dict(best)
         self.bad_epochs = int(state.get("bad_epochs", 0))
         run.history = [dict(row) for row in state.get("history", [])]
+        self.initial = dict(state.get("initial") or {})
         run.stop_training = bool(state.get("stopped_early", False))
         return int(state["epoch"]) + 1
 
@@ -1051,7 +1058,7 @@ class Trainer:
         run, data = self.run, self.data
         if self.best_weights is not None:
             _load_parameters(run.model, self.best_weights, "best weights")
-        scores = _score(run, data.test, data) if len(data.test) else {}
+        scores = _score(run, data.test) if len(data.test) else {}
         run.metrics = scores
         last = run.history[-1] if run.history else {}
         run.summary = {
@@ -1062,6 +1069,8 @@ class Trainer:
             "best_val_loss": self._best_row().get("val_loss"),
             "train_seconds": sum(row.get("seconds", 0.0) for row in run.history),
             "last_epoch": last,
+            "initial": self.initial,
+            "train": _score(run, data.train),
             "test": scores,
             "parameters": _count_parameters(run.model),
             "wiring": run.wiring.summary(),
@@ -1130,7 +1139,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def _score(run: Run, split: _Split, prepared: Any) -> dict[str, Any]:
+def _score(run: Run, split: _Split) -> dict[str, Any]:
     """Loss and metrics of the model on a prepared split (targets encoded)."""
     out = _forward(run, split)
     if run.task == "classification":
@@ -1290,7 +1299,7 @@ def evaluate(
         assert run.target_scaler is not None
         values, _ = _regression_targets(y, x.shape[1])
         target = run.target_scaler.transform(values)
-    return _score(run, _Split(x, m, spans, target), None)
+    return _score(run, _Split(x, m, spans, target))
 
 
 # -- fit, resume, load -------------------------------------------------------

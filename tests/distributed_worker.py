@@ -55,9 +55,7 @@ def main(out: Path, mode: str) -> None:
     mx.eval(model.parameters())
     model.update(dp.broadcast(model.parameters()))
     optimizer = optim.Adam(learning_rate=0.02)
-    step = make_train_step(
-        model, optimizer, _loss, average_gradients=dp.sum_gradients
-    )
+    step = make_train_step(model, optimizer, _loss, average_gradients=dp.sum_gradients)
     x, y = _data()
 
     number = 0

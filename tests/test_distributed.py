@@ -7,7 +7,10 @@ its own exit status and output.
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+import ncp_core.train
 from ncp_core.distributed import (
     TIMEOUT_VARIABLE,
     WATCHDOG_EXIT,
@@ -22,6 +26,7 @@ from ncp_core.distributed import (
     DistributedError,
     init_from_env,
     launch_local,
+    launched,
     loopback_hostfile,
     metrics_from_statistics,
     score_statistics,
@@ -75,9 +80,7 @@ def test_shares_weight_the_shard_means_into_the_global_mean():
     losses = np.random.default_rng(0).normal(size=7)
     parts = [shard(np.arange(7), r, 3) for r in range(3)]
 
-    combined = sum(
-        shard_share(p.size, 7) * losses[p].mean() for p in parts if p.size
-    )
+    combined = sum(shard_share(p.size, 7) * losses[p].mean() for p in parts if p.size)
 
     assert combined == pytest.approx(losses.mean(), rel=1e-12)
     assert shard_share(0, 7) == 0.0
@@ -114,6 +117,20 @@ def test_distributed_flag_without_a_launcher_says_how_to_launch(monkeypatch):
     assert init_from_env().size == 1
     with pytest.raises(DistributedError, match="mlx.launch"):
         init_from_env(distributed=True)
+
+
+def test_a_launch_of_one_process_trains_alone(monkeypatch, tmp_path):
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MLX_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "hosts.json"
+    empty.write_text("\n")  # what `mlx.launch -n 1` writes
+    monkeypatch.setenv("MLX_RANK", "0")
+    monkeypatch.setenv("MLX_HOSTFILE", str(empty))
+    assert not launched()
+    assert init_from_env().size == 1
+
+    empty.write_text(json.dumps(loopback_hostfile(2)))
+    assert launched()
 
 
 def test_bad_timeout_variable_is_named_with_its_value(monkeypatch):
@@ -235,6 +252,108 @@ def test_the_watchdog_ends_a_rank_whose_peer_hangs(tmp_path):
     )
 
     assert ranks[0].returncode == WATCHDOG_EXIT
-    assert "rank 0 waited 2 s for the other processes while step 3" in (
-        ranks[0].stderr
+    assert "rank 0 waited 2 s for the other processes while step 3" in (ranks[0].stderr)
+
+
+def test_a_rank_whose_peer_never_starts_gives_up_after_the_timeout(tmp_path):
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps(loopback_hostfile(2)))
+    env = {
+        **os.environ,
+        **_env(),
+        "MLX_RANK": "0",
+        "MLX_HOSTFILE": str(hostfile),
+        TIMEOUT_VARIABLE: "1",
+    }
+
+    result = subprocess.run(
+        [sys.executable, str(WORKER), str(tmp_path), "train"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT,
     )
+
+    assert result.returncode != 0
+    assert "Timeout" in result.stderr and "in init_from_env" in result.stderr
+
+
+# -- the training loop and `ncp train` over two processes ----------------------
+
+FIT = Path(__file__).resolve().parent / "distributed_fit.py"
+
+integrated = pytest.mark.skipif(
+    "distributed" not in inspect.signature(ncp_core.train.fit).parameters,
+    reason="ncp_core.train.fit has no data-parallel mode yet",
+)
+
+
+def _views(results) -> list[dict]:
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(r.stdout.strip().splitlines()[-1]) for r in results]
+
+
+def _assert_same_run(view: dict, reference: dict) -> None:
+    assert view["test"]["confusion_matrix"] == reference["test"]["confusion_matrix"]
+    assert view["test"]["accuracy"] == reference["test"]["accuracy"]
+    assert view["test"]["loss"] == pytest.approx(reference["test"]["loss"], abs=1e-5)
+    assert len(view["history"]) == len(reference["history"])
+    for row, expected in zip(view["history"], reference["history"], strict=True):
+        assert row["best"] == expected["best"]
+        for key in ("loss", "accuracy", "val_loss"):
+            assert row[key] == pytest.approx(expected[key], abs=1e-5), (row, key)
+
+
+@integrated
+def test_two_ranks_fit_and_resume_like_one_uninterrupted_process(tmp_path):
+    command = [sys.executable, str(FIT)]
+    (single,) = _views(
+        launch_local([*command, str(tmp_path / "one")], 1, env=_env(), cwd=ROOT)
+    )
+    ranks = _views(
+        launch_local(
+            [*command, str(tmp_path / "two"), "--interrupt"],
+            2,
+            env=_env(),
+            cwd=ROOT,
+            timeout=LAUNCH_TIMEOUT,
+        )
+    )
+
+    assert [view["writer"] for view in ranks] == [True, False]
+    assert single["test"]["accuracy"] > 0.6  # it learned something to compare
+    for view in ranks:
+        _assert_same_run(view, single)
+    written = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert written["test"]["confusion_matrix"] == single["test"]["confusion_matrix"]
+
+
+@integrated
+def test_ncp_train_over_two_processes_writes_one_run_from_rank_zero(tmp_path):
+    command = [
+        *(sys.executable, "-m", "ncp_core.cli", "train"),
+        *("--data", "italy_power_demand", "-p", "units=12", "--epochs", "2"),
+        *("--batch-size", "16", "--seed", "3", "--no-plots", "--json"),
+    ]
+    (one,) = launch_local([*command, "--out", "one"], 1, env=_env(), cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    (tmp_path / "two").mkdir()
+    ranks = launch_local(
+        command, 2, env=_env(), cwd=tmp_path / "two", timeout=LAUNCH_TIMEOUT
+    )
+
+    for result in ranks:
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert ranks[1].stdout == ""  # only rank 0 prints
+    runs = list((tmp_path / "two" / "runs").iterdir())
+    assert len(runs) == 1  # the default --out of rank 0; rank 1 wrote nothing
+    reference = json.loads((tmp_path / "one" / "summary.json").read_text())
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    printed = Path(json.loads(ranks[0].stdout)["path"])
+    assert (tmp_path / "two" / printed).resolve() == runs[0].resolve()
+    assert summary["test"]["confusion_matrix"] == reference["test"]["confusion_matrix"]
+    assert summary["test"]["loss"] == pytest.approx(reference["test"]["loss"], abs=1e-5)
+    assert summary["best_epoch"] == reference["best_epoch"]
+    assert (runs[0] / "checkpoint").is_dir()

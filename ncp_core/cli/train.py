@@ -257,6 +257,15 @@ def _hyper(name: str, help: str, **kwargs: object):
     default=None,
     help="CfC mode. [default: default]",
 )
+@click.option(
+    "-c",
+    "--cell-param",
+    "cell_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A keyword of the CfC or LTC module (ode_unfolds=3, mixed_memory=true); "
+    "repeat it.",
+)
 @_hyper("epochs", "Most epochs.", type=click.IntRange(min=1))
 @_hyper("batch_size", "Series per batch.", type=click.IntRange(min=1))
 @_hyper("lr", "Adam learning rate.", type=click.FloatRange(min=0, min_open=True))
@@ -321,6 +330,7 @@ def train(
     params: tuple[str, ...],
     cell: str | None,
     mode: str | None,
+    cell_params: tuple[str, ...],
     limit_train: int | None,
     out: Path | None,
     resume_dir: Path | None,
@@ -356,6 +366,7 @@ def train(
             "-p": params or None,
             "--cell": cell,
             "--mode": mode,
+            "-c": cell_params or None,
             "--limit-train": limit_train,
             "--out": out,
             **{"--" + k.replace("_", "-"): v for k, v in given.items()},
@@ -387,6 +398,7 @@ def train(
             wiring_params=parse_params(params),
             cell=cell,
             mode=mode or "default",
+            cell_params=parse_params(cell_params, option="-c"),
             limit_train=limit_train,
             out=out or _default_out(data, cell),
             force=force,
