@@ -255,6 +255,7 @@ class Runner:
 def ncp_train_runner(case: Case, kernel: str = "auto", batch: int | None = None):
     """Our compiled training step (and an eager forward pass) for ``case``."""
     batch = case.batch if batch is None else batch
+    mx.random.seed(0)
     model = ncp_model(case, build_wiring(case), kernel)
     optimizer = optim.Adam(learning_rate=1e-3)
     step = make_train_step(model, optimizer, _mse)
@@ -308,6 +309,7 @@ def reference_train_runner(case: Case, batch: int | None = None) -> Runner:
 def ncp_step_runner(case: Case, compiled: bool = False) -> Runner:
     """One step of our cell on a batch-1 input, no gradient."""
     wiring = build_wiring(case)
+    mx.random.seed(0)
     if case.cell == "ltc":
         cell: nn.Module = LTCCell(wiring)
     else:
@@ -554,15 +556,10 @@ def run_train_case(case: Case, args: argparse.Namespace, floor_ns: float) -> dic
         scale = case.batch / row["dense"]["batch"]
         row["dense"]["scaled_to_batch"] = case.batch
         row["dense"]["scale"] = scale
-        row["dense"]["median_s"] *= scale
-        row["dense"]["cpu_median_s"] *= scale
-    other_median = row.get(case.comparator or "", {}).get("median_s")
-    if other_median is not None:
-        row["speedup"] = other_median / row["ncp"]["median_s"]
-        other_cpu = row[case.comparator or ""].get("cpu_median_s")
-        if other_cpu:
-            # process CPU time: robust to load, but counts every torch thread
-            row["speedup_cpu"] = other_cpu / row["ncp"]["cpu_median_s"]
+        for key in ("median_s", "min_s", "cpu_median_s"):
+            row["dense"][key] *= scale
+    if "median_s" in row.get(case.comparator or "", {}):
+        row.update(_ratios(row[case.comparator], row["ncp"]))
 
     if case.cell == "ltc" and ours.info.get("kernel") == "sparse":
         evaluations = synapse_evaluations(case, ours.info)
@@ -571,6 +568,7 @@ def run_train_case(case: Case, args: argparse.Namespace, floor_ns: float) -> dic
         row["floor_s"] = floor_s
         row["floor_multiple"] = row["ncp"]["median_s"] / floor_s
         row["forward_floor_multiple"] = row["ncp"]["forward_median_s"] / floor_s
+        row["forward_floor_multiple_fastest"] = min(times["ncp_forward"]) / floor_s
     del ours, other, runners
     _release()
     return row
@@ -594,24 +592,45 @@ def run_inference_case(case: Case, args: argparse.Namespace) -> dict:
     for name in runners:
         row[name].update(_timing(times[name], keep=False))
     if "median_s" in row["reference"]:
-        row["speedup"] = row["reference"]["median_s"] / row["ncp"]["median_s"]
-        row["speedup_compiled"] = (
-            row["reference"]["median_s"] / row["ncp_compiled"]["median_s"]
-        )
+        row.update(_ratios(row["reference"], row["ncp"]))
+        compiled_ratios = _ratios(row["reference"], row["ncp_compiled"])
+        row.update({f"{k}_compiled": v for k, v in compiled_ratios.items()})
     _release()
     return row
+
+
+def _ratios(other: dict[str, Any], ours: dict[str, Any]) -> dict[str, float]:
+    """How many times faster ours is: by medians, by fastest runs, and by the
+    more conservative of the two.
+
+    Under load the two disagree: a multi-threaded library loses far more to
+    a busy machine than a single-threaded one, so the ratio of medians can
+    flatter whichever has fewer threads. The fastest runs approximate each
+    library on a quiet machine.
+    """
+    ratios = {
+        "speedup": other["median_s"] / ours["median_s"],
+        "speedup_fastest": other["min_s"] / ours["min_s"],
+    }
+    ratios["speedup_conservative"] = min(ratios.values())
+    if other.get("cpu_median_s") and ours.get("cpu_median_s"):
+        # process CPU time: robust to load, but counts every torch thread
+        ratios["speedup_cpu"] = other["cpu_median_s"] / ours["cpu_median_s"]
+    return ratios
 
 
 def _timing(
     values: list[float], cpu: list[float] | None = None, keep: bool = True
 ) -> dict[str, Any]:
-    timing: dict[str, Any] = {"median_s": _median(values), "calls": len(values)}
+    timing: dict[str, Any] = {
+        "median_s": _median(values),
+        "min_s": min(values),
+        "calls": len(values),
+    }
     if cpu:
         timing["cpu_median_s"] = _median(cpu)
     if keep:
         timing["times_s"] = values
-    else:
-        timing["min_s"] = min(values)
     return timing
 
 
@@ -702,14 +721,15 @@ def wiring_build_times(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def evaluate_targets(rows: dict[str, dict]) -> list[dict[str, Any]]:
     """Each target of the issue, with the measured value and met / not met
-    (``None`` when the case did not run)."""
+    (``None`` when the case did not run). Speed ratios are judged by the
+    more conservative of the ratio of medians and of fastest runs."""
     targets = []
 
     def add(text: str, case: str, value: float | None, met: bool | None) -> None:
         targets.append({"target": text, "case": case, "value": value, "met": met})
 
     def ratio(case: str, minimum: float, what: str) -> None:
-        value = rows.get(case, {}).get("speedup")
+        value = rows.get(case, {}).get("speedup_conservative")
         met = None if value is None else value >= minimum
         add(f"{what} >= {minimum:g}x faster", case, value, met)
 
@@ -725,7 +745,7 @@ def evaluate_targets(rows: dict[str, dict]) -> list[dict[str, Any]]:
     )
     ratio("cfc_autoncp64", 2, "CfC AutoNCP(64, 8) training vs reference")
     vision = rows.get("ltc_vision", {})
-    speed = vision.get("speedup")
+    speed = vision.get("speedup_conservative")
     add(
         "LTC vision trains and >= 20x faster than our dense kernel",
         "ltc_vision",
@@ -849,7 +869,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     header = (
         f"{'case':<30}{'sizes':<15}{'kernel':<8}{'ncp s':>9}{'other':>11}"
-        f"{'vs':>11}{'ratio':>8}{'floor x':>9}{'fwd x':>7}"
+        f"{'vs':>11}{'ratio':>7}{'fastest':>8}{'floor x':>8}{'fwd x':>6}"
         f"{'ncp MiB':>9}{'other MiB':>10}"
     )
     print(header)
@@ -863,9 +883,10 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{row['label']:<30}{row['sizes']:<15}{row['ncp'].get('kernel')!s:<8}"
             f"{_seconds(row['ncp']):>9}{_seconds(other):>11}{other_name:>11}"
-            f"{_fmt(row.get('speedup'), '.2f'):>8}"
-            f"{_fmt(row.get('floor_multiple'), '.0f'):>9}"
-            f"{_fmt(row.get('forward_floor_multiple'), '.0f'):>7}"
+            f"{_fmt(row.get('speedup'), '.2f'):>7}"
+            f"{_fmt(row.get('speedup_fastest'), '.2f'):>8}"
+            f"{_fmt(row.get('floor_multiple'), '.1f'):>8}"
+            f"{_fmt(row.get('forward_floor_multiple'), '.1f'):>6}"
             f"{_fmt(row['ncp'].get('peak_rss_mib'), '.0f'):>9}"
             f"{_fmt(other.get('peak_rss_mib'), '.0f'):>10}"
         )

@@ -107,7 +107,7 @@ class TrainingConfig:
     Args:
         epochs (int): Most epochs to train. Default: ``80``.
         batch_size (int): Series per global batch. Default: ``32``.
-        lr (float): Adam learning rate. Default: ``0.005``.
+        lr (float): Adam learning rate. Default: ``0.002``.
         seed (int): Seeds the model's initial weights, the validation split,
             ``limit_train`` and the order of every epoch. Default: ``0``.
         val_fraction (float): Share of the training series held out,
@@ -136,7 +136,7 @@ class TrainingConfig:
 
     epochs: int = 80
     batch_size: int = 32
-    lr: float = 0.005
+    lr: float = 0.002
     seed: int = 0
     val_fraction: float = 0.15
     patience: int | None = 40
@@ -333,6 +333,12 @@ def _resolve_data(
             f"no such file: {text} does not exist; check the path, or give a "
             "registered dataset name (ncp datasets lists them)"
         )
+    if path.is_dir():
+        # A folder is never a data file: a run folder named like a dataset
+        # (--out basic_motions) must not hide the registered dataset.
+        dataset = _registered_dataset(text)
+        dataset.validate()
+        return dataset, {"name": dataset.name, "kind": "registered", "source": text}
     dataset = load_dataset(text)
     dataset.validate()
     if path.exists():
@@ -342,6 +348,31 @@ def _resolve_data(
             "source": str(path.resolve()),
         }
     return dataset, {"name": dataset.name, "kind": "registered", "source": text}
+
+
+def _registered_dataset(name: str) -> SequenceDataset:
+    """Load the dataset registered as ``name`` (``plugin:name`` allowed)."""
+    from ncp_core.plugins import list_datasets
+
+    plugin, _, bare = name.rpartition(":")
+    infos = [
+        info
+        for info in list_datasets()
+        if info.name == bare and (not plugin or info.plugin == plugin)
+    ]
+    if not infos:
+        raise DataError(
+            f"{name} is a folder, not a data file, and no dataset is registered "
+            "under that name; give a .ts, .tsv, .npz or .csv file"
+        )
+    infos.sort(key=lambda info: (not info.builtin, info.status != "ok"))
+    dataset = infos[0].loader()
+    if not isinstance(dataset, SequenceDataset):
+        raise DataError(
+            f"dataset {name!r}: its loader returned {type(dataset).__name__}, "
+            "expected a SequenceDataset"
+        )
+    return dataset
 
 
 def _fingerprint(dataset: SequenceDataset) -> str:

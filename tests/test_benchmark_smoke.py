@@ -74,6 +74,9 @@ def test_smoke_report_times_the_dense_kernel_as_the_vision_comparator(smoke_repo
     assert vision["speedup"] == pytest.approx(
         vision["dense"]["median_s"] / vision["ncp"]["median_s"]
     )
+    assert vision["speedup_conservative"] == min(
+        vision["speedup"], vision["speedup_fastest"]
+    )
     assert _finite_positive(vision["dense"]["peak_rss_mib"])
 
 

@@ -413,3 +413,16 @@ def test_help_states_the_defaults_the_library_uses():
         f.name for f in dataclasses.fields(TrainingConfig) if f.name != "limit_train"
     }
     assert "[default: 0.15]" in ncp("train", "--help").stdout
+
+
+def test_a_folder_named_like_a_dataset_does_not_hide_the_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "italy_power_demand").mkdir()
+    result = ncp(
+        "train", "--data", "italy_power_demand", "--epochs", 1, "--limit-train", 12,
+        "--out", "run", "--quiet", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["data"]["kind"] == "registered"
+    assert config["data"]["n_test"] == 1029

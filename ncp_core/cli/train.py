@@ -209,7 +209,7 @@ def _default_out(data: str, cell: str) -> Path:
 _DEFAULTS = {
     "epochs": 80,
     "batch_size": 32,
-    "lr": 0.005,
+    "lr": 0.002,
     "seed": 0,
     "val_fraction": 0.15,
     "patience": 40,
