@@ -28,6 +28,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -164,7 +165,8 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=INPUTS)
     parser.add_argument("--length", type=int, default=LENGTH)
     parser.add_argument("--batch", type=int, default=BATCH)
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
     if args.worker:
         worker(args)
         return
@@ -227,8 +229,7 @@ def main() -> None:
         "speedup_two_over_one": round(one / two, 3),
         "ideal_speedup": round(one / half, 3),
         "first_loss": first_losses,
-        "command": "python benchmarks/bench_distributed.py "
-        + ("--smoke" if args.smoke else f"--repeats {args.repeats}"),
+        "command": shlex.join(["python", "benchmarks/bench_distributed.py", *argv]),
     }
     text = json.dumps(result, indent=2)
     print(text)
