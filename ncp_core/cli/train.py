@@ -321,6 +321,17 @@ def _hyper(name: str, help: str, **kwargs: object):
 )
 @click.option("--force", is_flag=True, help="Overwrite the run files in --out.")
 @click.option("--no-plots", is_flag=True, help="Do not draw PNG plots.")
+@click.option(
+    "--adapt-every",
+    type=click.IntRange(min=1),
+    help="Epochs between structure updates of a wiring that changes while it "
+    "trains (such as 'adaptive'). [default: the wiring's]",
+)
+@click.option(
+    "--adapt-fraction",
+    type=click.FloatRange(0, 1),
+    help="Share of synapses such a wiring moves per update. [default: the wiring's]",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @json_option
 @cli_errors
@@ -336,6 +347,8 @@ def train(
     resume_dir: Path | None,
     force: bool,
     no_plots: bool,
+    adapt_every: int | None,
+    adapt_fraction: float | None,
     quiet: bool,
     as_json: bool,
     **hyper: object,
@@ -359,6 +372,7 @@ def train(
     started = time.perf_counter()
     console = make_console(stderr=True)
     callbacks = [] if (quiet or as_json) else [_progress_callback(console)]
+    callbacks.append(_wiring_callbacks(adapt_every, adapt_fraction))
     given = {name: value for name, value in hyper.items() if value is not None}
     if resume_dir is not None:
         fixed = {
@@ -411,6 +425,14 @@ def train(
         echo_json({"path": str(run.path), "seconds": seconds, **run.summary})
     elif not quiet:
         make_console().print(_summary_table(run, seconds))
+
+
+def _wiring_callbacks(every: int | None, fraction: float | None) -> Any:
+    """Callbacks of a wiring that changes while it trains; inert for others."""
+    from ncp_core.adapt import WiringCallbacks
+
+    options = {"adapt_every": every, "adapt_fraction": fraction}
+    return WiringCallbacks(**{k: v for k, v in options.items() if v is not None})
 
 
 # -- eval ------------------------------------------------------------------------
