@@ -16,12 +16,15 @@ logits or ``D`` regression targets. For sequence-to-label tasks the readout
 is taken at each series' last observed step; the mask is passed to the
 network, so padding never enters the state and nothing is truncated.
 
-The loop is written for data parallelism: the order of samples in an epoch
-depends only on ``(seed, epoch)``, each global batch is cut into one shard a
-process (:func:`_shard`), gradients pass through one averaging point
-(:meth:`Trainer.average_gradients`), and only the writer process touches
-files. With one process the shard is the whole batch and the average is the
-identity.
+The loop is data parallel (:mod:`ncp_core.distributed`). Started with
+``mlx.launch`` or ``mpirun`` (or given ``distributed=True``), every process
+takes its contiguous shard of each global batch, the gradients are combined
+with ``mx.distributed`` weighted by each shard's share of the batch, and
+validation and test metrics are summed over the processes. The order of the
+samples depends only on ``(seed, epoch)``, so the number of processes changes
+the result only through the order of floating-point sums. Only rank 0 writes
+files. With one process the shard is the whole batch and every collective is
+the identity.
 """
 
 from __future__ import annotations
@@ -40,10 +43,16 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten, tree_map, tree_unflatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from ncp_core import __version__
 from ncp_core.data import SequenceDataset, Standardizer, encode_labels
+from ncp_core.distributed import (
+    DataParallel,
+    init_from_env,
+    metrics_from_statistics,
+    score_statistics,
+)
 from ncp_core.errors import CheckpointError, DataError, NCPError, WiringError
 from ncp_core.metrics import classification_metrics, regression_metrics
 from ncp_core.runs import (
@@ -765,11 +774,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, 4, epoch]).generate_state(1)[0])
 
 
-def _shard(batch: np.ndarray, rank: int, size: int) -> np.ndarray:
-    """This process's part of a global batch (all of it for one process)."""
-    return np.array_split(batch, size)[rank]
-
-
 def _loss(
     model: SequenceModel, task: str, per_step: bool, x, mask, spans, y, weight
 ) -> tuple[mx.array, mx.array]:
@@ -805,6 +809,8 @@ class Trainer:
         compile (bool | str): Compile the step with ``mx.compile``; ``"auto"``
             compiles when the run has at least :data:`COMPILE_MIN_STEPS`
             steps. Default: ``"auto"``.
+        dp (DataParallel, optional): The processes that share the work.
+            Default: this process alone.
     """
 
     def __init__(
@@ -816,6 +822,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         plots: bool = True,
         compile: bool | str = "auto",
+        dp: DataParallel | None = None,
     ) -> None:
         self.run = run
         self.data = prepared
@@ -826,10 +833,9 @@ class Trainer:
             per_epoch = math.ceil(len(prepared.train) / training.batch_size)
             compile = training.epochs * per_epoch >= COMPILE_MIN_STEPS
         self.compile = bool(compile)
-        # XXX: one process only; mlx.distributed sets rank and size here and
-        # all_sum-s the gradients in average_gradients.
-        self.rank, self.size = 0, 1
-        self.is_writer = self.rank == 0
+        self.dp = dp if dp is not None else DataParallel(None)
+        self.rank, self.size = self.dp.rank, self.dp.size
+        self.is_writer = self.dp.is_writer
         run.is_writer = self.is_writer
         self.folder = folder if self.is_writer else None
         self.optimizer = self._make_optimizer()
@@ -856,11 +862,13 @@ class Trainer:
 
     # -- one step
 
-    def average_gradients(self, grads: Any) -> Any:
-        """The single point where gradients of all processes are combined."""
-        if self.size == 1:
-            return grads
-        return tree_map(lambda g: mx.distributed.all_sum(g) / self.size, grads)
+    def average_gradients(self, grads: Any, share: Any) -> Any:
+        """The single point where gradients of all processes are combined.
+
+        ``share`` is this process's part of the global batch, so the sum
+        ``Σ_r share_r g_r`` is the gradient of the global batch's mean loss.
+        """
+        return self.dp.average_gradients(grads, share)
 
     def _build_step(self) -> Any:
         model, optimizer = self.run.model, self.optimizer
@@ -872,13 +880,15 @@ class Trainer:
 
         loss_and_grad = nn.value_and_grad(model, loss_fn)
 
-        def step(x, mask, spans, y, weight):
+        dp = self.dp
+
+        def step(x, mask, spans, y, weight, share):
             (loss, correct), grads = loss_and_grad(model, x, mask, spans, y, weight)
-            grads = self.average_gradients(grads)
+            grads = self.average_gradients(grads, share)
             if clip_norm is not None:
                 grads, _ = optim.clip_grad_norm(grads, clip_norm)
             optimizer.update(model, grads)
-            return loss, correct
+            return dp.all_sum(loss * share), dp.all_sum(correct)
 
         if not self.compile:
             return step
@@ -891,18 +901,34 @@ class Trainer:
     def _batch_arrays(
         self,
         split: _Split,
-        index: np.ndarray,
+        batch: np.ndarray,
         width: int,
         noise: np.random.Generator | None,
     ) -> tuple:
-        """The arrays of a batch, padded to ``width`` series of weight 0."""
+        """This process's shard of a global batch, padded to ``width`` series
+        of weight 0, and the shard's share of the batch's loss.
+
+        Noise is drawn for the whole global batch (the same draws on every
+        process) and each process keeps its rows, so a series gets the same
+        noise whatever the number of processes.
+        """
+        rows = self.dp.shard(np.arange(batch.size))
+        index = batch[rows]
         weight = np.zeros(width, np.float32)
         weight[: index.size] = 1.0
+        if self.data.per_step:  # the loss is a mean over observed steps
+            observed = split.mask[index].sum()
+            share = self.dp.share(observed, split.mask[batch].sum())
+        else:
+            share = self.dp.share(index.size, batch.size)
         index = np.resize(index, width)
         spans = None if split.timespans is None else mx.array(split.timespans[index])
         x = split.X[index]
         if noise is not None:
-            jitter = noise.normal(0.0, self.training.input_noise, x.shape)
+            rows_drawn = min(self.training.batch_size, len(split))
+            shape = (rows_drawn, *x.shape[1:])
+            jitter = noise.normal(0.0, self.training.input_noise, shape)
+            jitter = np.resize(jitter[rows], x.shape)
             x = (x + jitter * split.mask[index][:, :, None]).astype(np.float32)
         return (
             mx.array(x),
@@ -910,6 +936,7 @@ class Trainer:
             spans,
             mx.array(split.y[index]),
             mx.array(weight),
+            mx.array(share, dtype=mx.float32),
         )
 
     # -- epochs
@@ -920,33 +947,35 @@ class Trainer:
             self._step = self._build_step()
             run._step_stale = False
         order = _epoch_order(self.training.seed, epoch, len(data.train))
-        mx.random.seed(_epoch_seed(self.training.seed, epoch))
+        # Each process draws its own stream (dropout); rank 0 draws those
+        # of a run in one process.
+        mx.random.seed(_epoch_seed(self.training.seed, epoch) ^ self.rank)
         noise = None
         if self.training.input_noise > 0:
-            noise = np.random.default_rng([self.training.seed, 5, epoch, self.rank])
+            noise = np.random.default_rng([self.training.seed, 5, epoch])
         size = self.training.batch_size
-        batches = [
-            _shard(order[start : start + size], self.rank, self.size)
-            for start in range(0, order.size, size)
-        ]
+        batches = [order[start : start + size] for start in range(0, order.size, size)]
         # Every batch has one shape, so the compiled step is traced once.
         width = math.ceil(min(size, order.size) / self.size)
         run.model.train()
         started = time.perf_counter()
         total_loss, total_correct, seen = 0.0, 0, 0
-        for number, index in enumerate(batches, 1):
-            batch = self._batch_arrays(data.train, index, width, noise)
-            loss, correct = self._step(*batch)
-            mx.eval(loss, correct, run.model.parameters(), self.optimizer.state)
+        for number, batch in enumerate(batches, 1):
+            where = f"step {number} of epoch {epoch}"
+            with self.dp.guard(f"preparing {where}"):
+                arrays = self._batch_arrays(data.train, batch, width, noise)
+            with self.dp.waiting(where):
+                loss, correct = self._step(*arrays)
+                mx.eval(loss, correct, run.model.parameters(), self.optimizer.state)
             batch_loss = float(loss.item())
             if not math.isfinite(batch_loss):
                 raise NCPError(
                     f"the training loss became {batch_loss} in epoch {epoch}, step "
                     f"{number}; lower --lr or set a gradient clip"
                 )
-            total_loss += batch_loss * index.size
-            total_correct += int(correct.item())
-            seen += index.size
+            total_loss += batch_loss * batch.size
+            total_correct += round(correct.item())
+            seen += batch.size
             logs = {
                 "epoch": epoch,
                 "step": number,
@@ -958,8 +987,10 @@ class Trainer:
             }
             if data.task == "classification":
                 logs["accuracy"] = total_correct / seen
-            for callback in self.callbacks:
-                callback.on_step_end(run, number, logs)
+            with self.dp.collect():  # raised at the next meeting of the ranks
+                for callback in self.callbacks:
+                    callback.on_step_end(run, number, logs)
+        self.dp.check_peers(what=f"epoch {epoch}")
         seconds = time.perf_counter() - started
         row: dict[str, Any] = {"epoch": epoch, "loss": total_loss / max(seen, 1)}
         if data.task == "classification":
@@ -973,7 +1004,7 @@ class Trainer:
         if len(self.data.val) == 0:
             row["val_loss"] = None
             return True
-        scores = _score(self.run, self.data.val)
+        scores = self.score(self.data.val, "validating")
         row["val_loss"] = scores["loss"]
         if self.data.task == "classification":
             row["val_accuracy"] = scores["accuracy"]
@@ -990,18 +1021,43 @@ class Trainer:
         self.best_score = score
         return True
 
+    def score(self, split: _Split, what: str) -> dict[str, Any]:
+        """Loss and metrics on a whole split; each process scores its shard
+        and the sums are combined, so every process gets the same numbers."""
+        if not self.dp.is_distributed:
+            return _score(self.run, split)
+        run = self.run
+        with self.dp.guard(what):
+            part = split.take(self.dp.shard(np.arange(len(split))))
+            stats = score_statistics(
+                run.task,
+                _forward(run, part),
+                part.y,
+                num_classes=len(run.classes or []),
+                mask=part.mask,
+                per_step=self.data.per_step,
+                inverse=None
+                if run.target_scaler is None
+                else run.target_scaler.inverse,
+            )
+        return metrics_from_statistics(run.task, self.dp.sum_arrays(stats, what))
+
     def fit(self, first_epoch: int, stop_after_epochs: int | None) -> None:
         run, training = self.run, self.training
         if first_epoch == 1:
-            self.initial = {"train_loss": _score(run, self.data.train)["loss"]}
+            initial = self.score(self.data.train, "scoring the initial model")
+            self.initial = {"train_loss": initial["loss"]}
             if len(self.data.val):
-                self.initial["val_loss"] = _score(run, self.data.val)["loss"]
-        for callback in self.callbacks:
-            callback.on_train_begin(run)
+                initial = self.score(self.data.val, "scoring the initial model")
+                self.initial["val_loss"] = initial["loss"]
+        with self.dp.collect():
+            for callback in self.callbacks:
+                callback.on_train_begin(run)
         for done, epoch in enumerate(range(first_epoch, training.epochs + 1), 1):
             run.epoch = epoch
-            for callback in self.callbacks:
-                callback.on_epoch_begin(run, epoch)
+            with self.dp.collect():
+                for callback in self.callbacks:
+                    callback.on_epoch_begin(run, epoch)
             row = self.train_epoch(epoch)
             improved = self.validate(row)
             if improved:
@@ -1013,13 +1069,17 @@ class Trainer:
             row["best"] = improved
             row["lr"] = float(self.optimizer.learning_rate.item())
             run.history.append(row)
-            for callback in self.callbacks:
-                callback.on_epoch_end(run, epoch, row)
+            with self.dp.guard(f"ending epoch {epoch}"):
+                for callback in self.callbacks:
+                    callback.on_epoch_end(run, epoch, row)
             if training.patience is not None and self.bad_epochs >= training.patience:
                 run.stop_training = True
-            self.checkpoint(
-                epoch, finished=run.stop_training or epoch >= training.epochs
-            )
+            # A callback on one process may ask to stop; all stop together.
+            run.stop_training = self.dp.any(run.stop_training)
+            with self.dp.guard(f"writing the checkpoint of epoch {epoch}"):
+                self.checkpoint(
+                    epoch, finished=run.stop_training or epoch >= training.epochs
+                )
             if run.stop_training:
                 break
             if stop_after_epochs is not None and done >= stop_after_epochs:
@@ -1089,7 +1149,7 @@ class Trainer:
         run, data = self.run, self.data
         if self.best_weights is not None:
             _load_parameters(run.model, self.best_weights, "best weights")
-        scores = _score(run, data.test) if len(data.test) else {}
+        scores = self.score(data.test, "testing") if len(data.test) else {}
         run.metrics = scores
         last = run.history[-1] if run.history else {}
         run.summary = {
@@ -1101,21 +1161,22 @@ class Trainer:
             "train_seconds": sum(row.get("seconds", 0.0) for row in run.history),
             "last_epoch": last,
             "initial": self.initial,
-            "train": _score(run, data.train),
+            "train": self.score(data.train, "scoring the training split"),
             "test": scores,
             "parameters": _count_parameters(run.model),
             "wiring": run.wiring.summary(),
             "data": run.config["data"],
         }
-        if self.folder is not None:
-            model_path = self.folder.path / MODEL_FILE
-            if model_path.is_file():
-                run.summary["model_sha256"] = sha256_file(model_path)
-            self.folder.write_summary(run.summary)
-            if self.plots:
-                _draw_plots(run, self.folder)
-        for callback in self.callbacks:
-            callback.on_train_end(run, run.summary)
+        with self.dp.guard("writing the summary"):
+            if self.folder is not None:
+                model_path = self.folder.path / MODEL_FILE
+                if model_path.is_file():
+                    run.summary["model_sha256"] = sha256_file(model_path)
+                self.folder.write_summary(run.summary)
+                if self.plots:
+                    _draw_plots(run, self.folder)
+            for callback in self.callbacks:
+                callback.on_train_end(run, run.summary)
 
 
 def _count_parameters(model: nn.Module) -> int:
@@ -1371,6 +1432,7 @@ def fit(
     plots: bool = True,
     compile: bool | str = "auto",
     stop_after_epochs: int | None = None,
+    distributed: bool | None = None,
 ) -> Run:
     """Train a wired CfC or LTC model on a sequence dataset.
 
@@ -1406,6 +1468,10 @@ def fit(
         stop_after_epochs (int, optional): Return after this many epochs
             without finishing the run (its checkpoint stays resumable); for
             tests and time-sliced jobs.
+        distributed (bool, optional): Train data-parallel over the processes
+            of an ``mlx.launch`` or ``mpirun`` launch. ``None`` does so when
+            the environment shows a launch; ``True`` requires one; ``False``
+            trains alone. Only rank 0 writes ``out``. Default: ``None``.
 
     Returns:
         Run: The trained run, holding the best model and its test metrics.
@@ -1414,6 +1480,8 @@ def fit(
         DataError: the data cannot be trained on.
         WiringError: an unknown cell, mode or wiring parameter.
         CheckpointError: ``out`` already holds a run and ``force`` is off.
+        DistributedError: a process of a distributed run failed; raised on
+            every process, naming the rank.
     """
     training = TrainingConfig(
         epochs=epochs,
@@ -1430,15 +1498,18 @@ def fit(
         input_noise=input_noise,
     ).check()
     _check_cell(cell, mode)
+    dp = init_from_env(distributed)
     folder = RunFolder(out) if out is not None else None
-    if folder is not None:
-        folder.check_new(force=force)  # fail before any data is loaded
+    with dp.guard("checking the run folder"):
+        if folder is not None and dp.is_writer:
+            folder.check_new(force=force)  # fail before any data is loaded
 
-    dataset, data_record = _resolve_data(data)
-    prepared = _prepare(dataset, training)
-    built = _make_wiring(
-        wiring, dict(wiring_params or {}), prepared.outputs, dataset.channels
-    )
+    with dp.guard("loading the data and building the wiring"):
+        dataset, data_record = _resolve_data(data)
+        prepared = _prepare(dataset, training)
+        built = _make_wiring(
+            wiring, dict(wiring_params or {}), prepared.outputs, dataset.channels
+        )
     model_spec = {
         "cell": cell,
         "mode": mode,
@@ -1449,6 +1520,9 @@ def fit(
     }
     mx.random.seed(seed)
     model = _build_model(model_spec, built, dataset.channels)
+    # The seed gives every process the same weights; rank 0's are sent anyway
+    # in case the hosts' MLX builds draw differently.
+    model.update(dp.broadcast(model.parameters()))
     mx.eval(model.parameters())
 
     from ncp_core.plugins import wiring_record
@@ -1483,10 +1557,11 @@ def fit(
         prepared.standardizer,
         prepared.target_scaler,
     )
-    if folder is not None:
-        folder.create(force=force)
-        folder.write_config({k: v for k, v in config.items() if k != "format"})
-    trainer = Trainer(run, prepared, training, folder, callbacks, plots, compile)
+    with dp.guard("creating the run folder"):
+        if folder is not None and dp.is_writer:
+            folder.create(force=force)
+            folder.write_config({k: v for k, v in config.items() if k != "format"})
+    trainer = Trainer(run, prepared, training, folder, callbacks, plots, compile, dp)
     trainer.fit(1, stop_after_epochs)
     return run
 
@@ -1558,6 +1633,7 @@ def resume(
     plots: bool = True,
     compile: bool | str = "auto",
     stop_after_epochs: int | None = None,
+    distributed: bool | None = None,
 ) -> Run:
     """Continue a run from its last checkpoint.
 
@@ -1571,7 +1647,9 @@ def resume(
             for runs trained on an in-memory dataset. Default: as recorded.
         epochs (int, optional): A new total number of epochs. Default: as
             recorded.
-        callbacks, plots, compile, stop_after_epochs: as in :func:`fit`.
+        callbacks, plots, compile, stop_after_epochs, distributed: as in
+            :func:`fit`. Every process reads the run folder, so across hosts
+            it must be on a shared file system.
 
     Returns:
         Run: The finished (or again interrupted) run.
@@ -1579,36 +1657,44 @@ def resume(
     Raises:
         CheckpointError: no checkpoint, or it does not fit the run.
         DataError: the data differs from the data the run started with.
+        DistributedError: a process of a distributed run failed; raised on
+            every process, naming the rank.
     """
+    dp = init_from_env(distributed)
     folder = RunFolder(path)
-    run, config = _rebuild(folder)
-    state, weights, optimizer, best = folder.read_checkpoint()
-    training = TrainingConfig(**config["training"])
-    if epochs is not None:
-        training.epochs = epochs
-        config["training"]["epochs"] = epochs
-    training.check()
+    with dp.guard("reading the checkpoint"):
+        run, config = _rebuild(folder)
+        state, weights, optimizer, best = folder.read_checkpoint()
+        training = TrainingConfig(**config["training"])
+        if epochs is not None:
+            training.epochs = epochs
+            config["training"]["epochs"] = epochs
+        training.check()
 
-    record = config["data"]
-    if data is None:
-        if record.get("kind") == "memory":
+    with dp.guard("loading the data"):
+        record = config["data"]
+        if data is None:
+            if record.get("kind") == "memory":
+                raise DataError(
+                    f"run {folder.path} was trained on an in-memory dataset "
+                    f"'{record.get('name')}'; pass it again with data=..."
+                )
+            data = record["source"]
+        dataset, _ = _resolve_data(data)
+        if _fingerprint(dataset) != record.get("fingerprint"):
             raise DataError(
-                f"run {folder.path} was trained on an in-memory dataset "
-                f"'{record.get('name')}'; pass it again with data=..."
+                f"dataset '{dataset.name}' is not the data run {folder.path} "
+                "started with (its training arrays differ); resume with the "
+                "original data"
             )
-        data = record["source"]
-    dataset, _ = _resolve_data(data)
-    if _fingerprint(dataset) != record.get("fingerprint"):
-        raise DataError(
-            f"dataset '{dataset.name}' is not the data run {folder.path} started "
-            "with (its training arrays differ); resume with the original data"
-        )
-    prepared = _prepare(dataset, training)
-    trainer = Trainer(run, prepared, training, folder, callbacks, plots, compile)
-    next_epoch = trainer.restore(state, weights, optimizer, best)
+        prepared = _prepare(dataset, training)
+    trainer = Trainer(run, prepared, training, folder, callbacks, plots, compile, dp)
+    with dp.guard("restoring the checkpoint"):
+        next_epoch = trainer.restore(state, weights, optimizer, best)
     run.epoch = next_epoch - 1
-    if epochs is not None:
-        folder.write_config({k: v for k, v in config.items() if k != "format"})
+    with dp.guard("updating config.json"):
+        if epochs is not None and dp.is_writer:
+            folder.write_config({k: v for k, v in config.items() if k != "format"})
     if state.get("finished") and (epochs is None or next_epoch > training.epochs):
         trainer.finish()
         return run

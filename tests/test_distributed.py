@@ -7,7 +7,6 @@ its own exit status and output.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -18,7 +17,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-import ncp_core.train
 from ncp_core.distributed import (
     TIMEOUT_VARIABLE,
     WATCHDOG_EXIT,
@@ -283,11 +281,6 @@ def test_a_rank_whose_peer_never_starts_gives_up_after_the_timeout(tmp_path):
 
 FIT = Path(__file__).resolve().parent / "distributed_fit.py"
 
-integrated = pytest.mark.skipif(
-    "distributed" not in inspect.signature(ncp_core.train.fit).parameters,
-    reason="ncp_core.train.fit has no data-parallel mode yet",
-)
-
 
 def _views(results) -> list[dict]:
     for result in results:
@@ -306,7 +299,6 @@ def _assert_same_run(view: dict, reference: dict) -> None:
             assert row[key] == pytest.approx(expected[key], abs=1e-5), (row, key)
 
 
-@integrated
 def test_two_ranks_fit_and_resume_like_one_uninterrupted_process(tmp_path):
     command = [sys.executable, str(FIT)]
     (single,) = _views(
@@ -330,12 +322,32 @@ def test_two_ranks_fit_and_resume_like_one_uninterrupted_process(tmp_path):
     assert written["test"]["confusion_matrix"] == single["test"]["confusion_matrix"]
 
 
-@integrated
+def test_a_callback_failing_on_rank_one_stops_the_fit_on_every_rank(tmp_path):
+    ranks = launch_local(
+        [sys.executable, str(FIT), str(tmp_path / "run"), "--fail"],
+        2,
+        env=_env(),
+        cwd=ROOT,
+        timeout=LAUNCH_TIMEOUT,
+    )
+
+    for result in ranks:
+        assert result.returncode != 0
+        assert result.stdout == ""
+        assert (
+            "rank 1 failed: RuntimeError: callback failed on purpose "
+            "(while preparing step 3 of epoch 1)"
+        ) in result.stderr
+    assert (tmp_path / "run" / "config.json").is_file()
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
 def test_ncp_train_over_two_processes_writes_one_run_from_rank_zero(tmp_path):
     command = [
         *(sys.executable, "-m", "ncp_core.cli", "train"),
-        *("--data", "italy_power_demand", "-p", "units=12", "--epochs", "2"),
-        *("--batch-size", "16", "--seed", "3", "--no-plots", "--json"),
+        *("--data", "italy_power_demand", "-p", "units=16", "--epochs", "2"),
+        *("--batch-size", "16", "--lr", "0.005", "--seed", "3"),
+        *("--no-plots", "--json"),
     ]
     (one,) = launch_local([*command, "--out", "one"], 1, env=_env(), cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]

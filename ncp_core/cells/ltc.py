@@ -63,11 +63,7 @@ def _unfold_sparse(
     epsilon: float,
     on_cpu: bool,
 ) -> mx.array:
-    segmented = on_cpu and syn.HAS_SEGMENTED_MM
-    for _ in range(unfolds):
-        numerator, denominator = syn.sparse_currents(synapses, u, u.shape[0], segmented)
-        u = (cm_t * u + num_c + numerator) / (cm_t + den_c + denominator + epsilon)
-    return u
+    return syn.sparse_solve(synapses, u, cm_t, num_c, den_c, unfolds, epsilon)
 
 
 # Compiled once per shape and per value of the trailing constants: ``on_cpu``
@@ -411,8 +407,9 @@ class LTCCell(nn.Module):
         else:
             rows = x.transpose(2, 1, 0).reshape(features, length * batch)
             num, den = syn.sparse_currents(prepared["sensory"], rows, n)
-            num = num.reshape(n, length, batch).transpose(1, 0, 2)
-            den = den.reshape(n, length, batch).transpose(1, 0, 2)
+            # one contiguous (N, B) slice per step for the solver's kernels
+            num = mx.contiguous(num.reshape(n, length, batch).transpose(1, 0, 2))
+            den = mx.contiguous(den.reshape(n, length, batch).transpose(1, 0, 2))
         return num + prepared["leak"], den + prepared["gleak"]
 
     def _capacitance(

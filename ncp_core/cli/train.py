@@ -333,6 +333,12 @@ def _hyper(name: str, help: str, **kwargs: object):
     help="Share of synapses such a wiring moves per update. [default: the wiring's]",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option(
+    "--distributed/--no-distributed",
+    default=None,
+    help="Train data-parallel over the processes of an `mlx.launch` or `mpirun` "
+    "launch; rank 0 writes and prints. [default: when launched]",
+)
 @json_option
 @cli_errors
 def train(
@@ -350,6 +356,7 @@ def train(
     adapt_every: int | None,
     adapt_fraction: float | None,
     quiet: bool,
+    distributed: bool | None,
     as_json: bool,
     **hyper: object,
 ) -> None:
@@ -366,10 +373,15 @@ def train(
       ncp train --data gun_point --cell ltc -p units=24 --epochs 30
       ncp train --data my_TRAIN.ts --wiring random -p units=64 --out runs/mine
       ncp train --resume runs/mine
+      mlx.launch -n 2 -- ncp train --data gun_point    # two processes
     """
     import ncp_core.train as api
+    from ncp_core.distributed import init_from_env
 
     started = time.perf_counter()
+    # Only rank 0 prints; the others report nothing but their errors.
+    writer = init_from_env(distributed).is_writer
+    quiet = quiet or not writer
     console = make_console(stderr=True)
     callbacks = [] if (quiet or as_json) else [_progress_callback(console)]
     callbacks.append(_wiring_callbacks(adapt_every, adapt_fraction))
@@ -398,6 +410,7 @@ def train(
             epochs=given.get("epochs"),  # type: ignore[arg-type]
             callbacks=callbacks,
             plots=not no_plots,
+            distributed=distributed,
         )
     else:
         if given.get("patience") == 0:
@@ -418,9 +431,12 @@ def train(
             force=force,
             callbacks=callbacks,
             plots=not no_plots,
+            distributed=distributed,
             **given,  # type: ignore[arg-type]
         )
     seconds = time.perf_counter() - started
+    if not writer:
+        return
     if as_json:
         echo_json({"path": str(run.path), "seconds": seconds, **run.summary})
     elif not quiet:
