@@ -792,3 +792,21 @@ def test_dataset_repr_and_identity_equality():
     )
     assert ds == ds
     assert ds != _toy()
+
+
+def test_read_series_reads_a_test_file_alone_in_file_order(tmp_path):
+    import gzip
+    import importlib.resources
+
+    from ncp_core.data.readers import read_series
+
+    bundled = importlib.resources.files("ncp_core.data") / "bundled"
+    raw = (bundled / "JapaneseVowels_TEST.ts.gz").read_bytes()
+    alone = tmp_path / "Vowels_TEST.ts"
+    alone.write_bytes(gzip.decompress(raw))
+
+    series = read_series(alone)
+    assert series.X.shape == (370, 29, 12)
+    assert series.mask.sum(axis=1).min() == 7
+    assert series.labels[0] == 1 and series.labels[-1] == 9
+    assert series.task == "classification"

@@ -43,9 +43,11 @@ __all__ = [
     "FORMATS",
     "SPLIT_SEED",
     "TEST_FRACTION",
+    "SeriesFile",
     "read_csv",
     "read_dataset",
     "read_npz",
+    "read_series",
     "read_ts",
     "read_tsv",
     "split_train_test",
@@ -1088,3 +1090,61 @@ def read_dataset(path: str | Path, *, name: str | None = None) -> SequenceDatase
         )
     _require_file(path)
     return reader(path, name=name)
+
+
+@dataclass
+class SeriesFile:
+    """The series of one text file, in file order, with no split applied."""
+
+    X: np.ndarray
+    """``(n, L, C)`` float32, zero-padded past each series' end."""
+    mask: np.ndarray
+    """``(n, L)`` bool, True where a real observation is."""
+    labels: np.ndarray
+    """The label or target of each series, as in the file."""
+    task: str
+
+
+_PARSERS: dict[str, Callable[[str, str], _Parsed]] = {
+    ".ts": _parse_ts,
+    ".tsv": _parse_tsv,
+    ".csv": _parse_csv,
+}
+
+
+def read_series(path: str | Path) -> SeriesFile:
+    """Read every series of one ``.ts``, ``.tsv`` or ``.csv`` file, in order.
+
+    Unlike :func:`read_dataset`, no partner file is looked for and nothing is
+    split off: this is what ``predict`` and ``eval`` need for a file of new
+    series, such as a ``Name_TEST.ts`` on its own.
+
+    Raises:
+        DataError: unknown suffix, missing file, or malformed content.
+    """
+    path = Path(path)
+    suffix = _suffix_of(path)
+    parse = _PARSERS.get(suffix.removesuffix(".gz"))
+    if parse is None:
+        raise DataError(
+            f"unknown format '{suffix or '(no suffix)'}' of {path}: expected a "
+            ".ts, .tsv or .csv file (text formats may end in .gz)"
+        )
+    _require_file(path)
+    parsed = parse(_read_text(path), str(path))
+    if not parsed.series:
+        raise DataError(f"{path} holds no series")
+    channels = {s.shape[1] for s in parsed.series}
+    if len(channels) > 1:
+        raise DataError(
+            f"{path}: series have {sorted(channels)} channels; every series needs "
+            "the same number of channels"
+        )
+    series = [_trim(s) for s in parsed.series]
+    length = max(s.shape[0] for s in series)
+    x, mask = _pad(series, length, channels.pop())
+    if parsed.task == "classification":
+        labels = _coerce_labels(list(parsed.labels))
+    else:
+        labels = np.asarray(parsed.labels, dtype=np.float32)
+    return SeriesFile(X=x, mask=mask, labels=labels, task=parsed.task)
