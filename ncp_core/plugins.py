@@ -800,7 +800,8 @@ class _PluginManager:
             lines.append(
                 f"{name!r} comes with the plugin distribution {family}, which is not "
                 f"installed in this Python environment ({sys.prefix}): "
-                f"pip install {family}"
+                f"pip install {family} (or, from a clone of ncp, "
+                f"pip install ./plugins/{family})"
             )
         if kind == "dataset":
             lines.append("Or give the path of a .ts, .tsv, .npz or .csv file.")
