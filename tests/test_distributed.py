@@ -203,6 +203,18 @@ def test_summed_statistics_of_shards_give_the_per_step_regression_metrics():
 # -- several processes on 127.0.0.1 --------------------------------------------
 
 
+def test_the_local_launcher_exits_with_the_status_of_a_failed_rank(capsys):
+    from ncp_core.distributed import _main
+
+    code = "import os, sys; print('hi'); sys.exit(5 * int(os.environ['MLX_RANK']))"
+    status = _main(["-n", "2", "--", sys.executable, "-c", code])
+
+    assert status == 5
+    out, err = capsys.readouterr()
+    assert out == "hi\nhi\n"
+    assert "rank 1 exited with 5" in err and "rank 0 exited" not in err
+
+
 def test_two_ranks_reach_the_weights_of_one_process_on_the_global_batches(tmp_path):
     single = _worker(tmp_path / "one", "train", 1)
     assert single[0].returncode == 0, single[0].stderr

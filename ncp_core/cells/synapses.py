@@ -514,13 +514,14 @@ def _reduce_to(grad: mx.array, like: mx.array) -> mx.array:
     return mx.sum(grad, axis=axes, keepdims=True)
 
 
-_VARIANT = "r"
+_VARIANT = "so"
 
 
 def _make_solver(unfolds: int, epsilon: float, variant: str) -> Callable[..., Any]:
     store = "s" in variant
     by_row = "b" in variant
     store_x = "x" in variant
+    opt = "o" in variant
 
     @mx.custom_function
     def solve(
@@ -561,6 +562,7 @@ def _make_solver(unfolds: int, epsilon: float, variant: str) -> Callable[..., An
         after = outputs[0]
         g_cm = g_num = g_den = None
         g_w = g_erev = g_sigma = g_mu = None
+        ws = w * sigma
         for k in reversed(range(unfolds)):
             u, denominator = states[k], denominators[k]
             g_p = g / denominator
@@ -575,6 +577,27 @@ def _make_solver(unfolds: int, epsilon: float, variant: str) -> Callable[..., An
             else:
                 x = _gather_sources(u, edges) - mu
             sig = sigs[k] if store else logistic(sigma * x)
+            if opt:
+                rows, width = edges["source"].shape
+                cols = g_p.shape[-1]
+                row_target = edges["row_target"]
+                g_p_rows = mx.take(g_p, row_target, axis=0)[:, None]
+                g_q_rows = mx.take(g_q, row_target, axis=0)[:, None]
+                e3 = erev.reshape(rows, width, cols)
+                s3 = sig.reshape(rows, width, cols)
+                g_act = g_p_rows * e3 + g_q_rows
+                h = g_act * (s3 - s3 * s3)
+                d_w = g_act * s3
+                d_pe = g_p_rows * s3
+                d_h = h.reshape(-1, cols)
+                d_x = d_h * x
+                g_w = d_w if g_w is None else g_w + d_w
+                g_erev = d_pe if g_erev is None else g_erev + d_pe
+                g_sigma = d_x if g_sigma is None else g_sigma + d_x
+                g_mu = d_h if g_mu is None else g_mu + d_h
+                g = cm * g_p + _sum_by_source(d_h * ws, edges)
+                after = u
+                continue
             if by_row:
                 rows, width = edges["source"].shape
                 shape = (rows, width, g_p.shape[-1])
@@ -600,6 +623,12 @@ def _make_solver(unfolds: int, epsilon: float, variant: str) -> Callable[..., An
             g = cm * g_p + _sum_by_source(d_z * sigma, edges)
             after = u
         assert g_mu is not None
+        if opt:
+            cols = u0.shape[-1]
+            g_w = g_w.reshape(-1, cols)
+            g_erev = w * g_erev.reshape(-1, cols)
+            g_sigma = w * g_sigma
+            g_mu = w * g_mu
         return (
             {key: mx.zeros_like(value) for key, value in edges.items()},
             g,
