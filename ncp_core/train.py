@@ -102,7 +102,7 @@ LTC's ODE unfolds); a compiled step is about twice as fast, so short trial
 runs are quicker without it.
 """
 
-_OUTPUT_PARAMETERS = ("output_size", "output_dim", "motor_neurons")
+_OUTPUT_PARAMETERS = ("output_size", "output_dim", "motor_neurons", "output_neurons")
 """Constructor parameters through which wirings take their number of outputs."""
 
 
@@ -588,7 +588,8 @@ def _make_wiring(
 
     A registered wiring whose constructor takes ``units`` gets
     :data:`DEFAULT_UNITS` when it is not given, and its output parameter
-    (``output_size``, ``output_dim`` or ``motor_neurons``) gets one motor
+    (``output_size``, ``output_dim``, ``motor_neurons`` or ``output_neurons``)
+    gets one motor
     neuron per class or target when not given.
     """
     if isinstance(wiring, Wiring):

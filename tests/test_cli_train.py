@@ -152,11 +152,9 @@ def test_predict_writes_labels_and_probabilities_as_npz(saved_run, tmp_path):
     assert labels == [classes[i] for i in probabilities.argmax(axis=1)]
 
 
-def test_predict_reads_the_series_of_a_test_split_file(saved_run, tmp_path):
-    bundled = REPO / "ncp_core/data/bundled"
-    for split in ("TRAIN", "TEST"):
-        source = bundled / f"JapaneseVowels_{split}.ts.gz"
-        (tmp_path / f"Jv_{split}.ts.gz").write_bytes(source.read_bytes())
+def test_predict_reads_a_test_split_file_on_its_own(saved_run, tmp_path):
+    source = REPO / "ncp_core/data/bundled/JapaneseVowels_TEST.ts.gz"
+    (tmp_path / "Jv_TEST.ts.gz").write_bytes(source.read_bytes())
     out = tmp_path / "p.csv"
     result = ncp(
         "predict", saved_run, "--input", tmp_path / "Jv_TEST.ts.gz", "--out", out
@@ -173,6 +171,14 @@ def test_predict_input_with_other_channels(saved_run, tmp_path):
     source = REPO / "ncp_core/data/bundled/ItalyPowerDemand_TEST.ts.gz"
     result = ncp("predict", saved_run, "--input", source, "--out", tmp_path / "p.csv")
     assert_user_error(result, "(n, L, 12)")
+
+
+def test_predict_into_a_missing_folder_is_a_clear_error(saved_run, tmp_path):
+    inputs = write_npz_inputs(tmp_path / "x.npz", load_bundled("japanese_vowels"))
+    missing = tmp_path / "nowhere" / "p.csv"
+    result = ncp("predict", saved_run, "--input", inputs, "--out", missing)
+    assert_user_error(result, "does not exist")
+    assert not missing.parent.exists()
 
 
 def test_predict_does_not_overwrite_an_existing_file(saved_run, tmp_path):

@@ -26,7 +26,6 @@ from ncp_core.cli.common import (
 __all__ = ["COMMANDS", "eval_", "predict", "train"]
 
 _MODES = ("default", "pure", "no_gate")
-_SPLIT_PART = re.compile(r"_(train|test)$", re.IGNORECASE)
 
 
 # -- progress ------------------------------------------------------------------
@@ -510,7 +509,7 @@ def eval_(run_dir: Path, data: str | None, split: str, as_json: bool) -> None:
 
 def _read_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any, str]:
     """``(X, mask, timespans, description)`` of the series in an input file."""
-    from ncp_core.data.readers import FORMATS, read_dataset
+    from ncp_core.data.readers import FORMATS, read_series
     from ncp_core.errors import DataError
 
     if not path.is_file():
@@ -532,21 +531,8 @@ def _read_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any, str]:
             f"unknown input format of {path}: expected .npz (with an X array) or a "
             ".ts, .tsv or .csv dataset file"
         )
-    stem = path.name.split(".")[0]
-    match = _SPLIT_PART.search(stem)
-    if match is None:
-        raise DataError(
-            f"{path} holds no X array and no _TRAIN/_TEST split; predict reads an "
-            ".npz with X (n, L, C) or a Name_TEST / Name_TRAIN dataset file"
-        )
-    split = match.group(1).lower()
-    dataset = read_dataset(path)
-    return (
-        getattr(dataset, f"X_{split}"),
-        getattr(dataset, f"mask_{split}"),
-        getattr(dataset, f"timespans_{split}"),
-        f"{split} split",
-    )
+    series = read_series(path)
+    return series.X, series.mask, None, f"{series.X.shape[0]} series"
 
 
 def _write_predictions(prediction: Any, path: Path) -> None:
@@ -627,6 +613,13 @@ def predict(
         raise CLIError(
             f"--out {out_path}: unknown format {out_path.suffix or '(no suffix)'!r}; "
             "use .csv or .npz"
+        )
+    if out_path.is_dir():
+        raise CLIError(f"--out {out_path} is a folder; give a .csv or .npz file path")
+    if not out_path.parent.is_dir():
+        raise CLIError(
+            f"--out {out_path}: the folder {out_path.parent} does not exist; "
+            "create it first"
         )
     if out_path.exists() and not force:
         raise CLIError(f"--out {out_path} already exists; pass --force to overwrite it")
