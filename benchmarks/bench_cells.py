@@ -20,6 +20,7 @@ target of the performance issue is printed as met or not met.
     python benchmarks/bench_cells.py --out benchmarks/results/cells.json
     python benchmarks/bench_cells.py --quick            # fewer repeats
     python benchmarks/bench_cells.py --smoke --out x.json   # tiny, correctness only
+    python benchmarks/bench_cells.py --render benchmarks/results/cells.json
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import dataclasses
 import datetime
 import gc
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -726,7 +728,10 @@ def evaluate_targets(rows: dict[str, dict]) -> list[dict[str, Any]]:
     targets = []
 
     def add(text: str, case: str, value: float | None, met: bool | None) -> None:
-        targets.append({"target": text, "case": case, "value": value, "met": met})
+        busy = bool(rows.get(case, {}).get("busy"))
+        targets.append(
+            {"target": text, "case": case, "value": value, "met": met, "busy": busy}
+        )
 
     def ratio(case: str, minimum: float, what: str) -> None:
         value = rows.get(case, {}).get("speedup_conservative")
@@ -811,6 +816,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "torch": _version("torch"),
         "ncps": _version("ncps"),
         "blas_libraries": loaded_blas(),
+        "code": code_identity(),
         "load_average_start": os.getloadavg(),
     }
     if args.reference_available:
@@ -834,6 +840,35 @@ def loaded_blas() -> list[str]:
         if "/" in line and any(k in line.lower() for k in ("blas", "lapack", "mkl"))
     }
     return sorted(names)
+
+
+def code_identity() -> dict[str, Any]:
+    """The commit benchmarked and a digest of the cell runtime's files, so a
+    result can be traced to the code that produced it even when that code had
+    uncommitted changes."""
+    root = HERE.parent
+    files = sorted((root / "ncp_core").rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+
+    def git(*command: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *command], cwd=root, capture_output=True, text=True
+            )
+        except OSError:
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    changed = git("status", "--porcelain", "--", "ncp_core")
+    return {
+        "git_commit": (git("rev-parse", "HEAD") or "").strip() or None,
+        "uncommitted_ncp_core_files": sorted(
+            line[3:] for line in (changed or "").splitlines()
+        ),
+        "ncp_core_sha256": digest.hexdigest(),
+    }
 
 
 def reference_available() -> bool:
@@ -903,9 +938,10 @@ def print_table(report: dict[str, Any]) -> None:
     print()
     for target in report["targets"]:
         met = {True: "met", False: "NOT MET", None: "not run"}[target["met"]]
+        busy = " (machine busy: rerun when quiet)" if target.get("busy") else ""
         print(
             f"[{met:>7}] {target['target']} ({target['case']}): "
-            f"{_fmt(target['value'], '.2f')}"
+            f"{_fmt(target['value'], '.2f')}{busy}"
         )
 
 
@@ -944,6 +980,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the memory workers"
     )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="print the table and targets of a saved JSON report; run nothing",
+    )
     args = parser.parse_args(argv)
     args.calls = 200
     args.build_repeats = 5
@@ -961,6 +1003,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every selected case, the floor, the build times and the targets."""
+    machine = machine_info(args)
     mx.random.seed(0)
     floor = measure_floor((1 << 16,) if args.smoke else FLOOR_SIZES)
     cases = [smoke_case(c) if args.smoke else c for c in CASES]
@@ -978,6 +1021,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "kind": case.kind,
             "comparator": case.comparator,
         }
+        load_start = os.getloadavg()[0]
         try:
             if case.kind == "inference":
                 row = run_inference_case(case, args)
@@ -988,6 +1032,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             skipped.append(case)
             print(f"{case.name}: skipped, {error}; retrying at the end", flush=True)
             return
+        load = max(load_start, os.getloadavg()[0])
+        row["load_average"] = load
+        # the benchmark itself keeps up to all cores busy (torch's threads);
+        # anything beyond one more runnable process comes from elsewhere
+        row["busy"] = load > (os.cpu_count() or 1) + 1
         if not args.no_memory:
             measure_memory(case, row, args)
         rows[case.name] = {**head, **row}
@@ -1019,18 +1068,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "loss": "mean squared error of every readout step against random targets",
             "optimizer": "Adam, learning rate 1e-3, both libraries",
         },
-        "machine": machine_info(args),
+        "machine": machine,
         "floor": floor,
         "cases": [rows[c.name] for c in cases],
         "wiring_build": wiring_build_times(args),
     }
     report["targets"] = evaluate_targets(rows)
-    report["machine"]["load_average_end"] = os.getloadavg()
+    machine["load_average_end"] = os.getloadavg()
+    code_end = code_identity()
+    if code_end != machine["code"]:
+        # the worker processes import the code anew: their numbers may come
+        # from the newer version
+        machine["code_at_end"] = code_end
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.render:
+        print_table(json.loads(args.render.read_text()))
+        return
     report = run(args)
     print_table(report)
     if args.out:

@@ -314,6 +314,41 @@ class _SequenceModel(nn.Module):
         return self
 
 
+def _steps(x: mx.array, axis: int) -> list[mx.array]:
+    """``x`` cut into its steps along ``axis`` (that axis removed).
+
+    MLX's gradient of a slice (and of ``split``) is a full-size array of
+    zeros with the slice written in, so taking every step of an ``L``-step
+    array costs ``L²`` in the backward pass; here the gradient is one stack
+    of the steps' gradients.
+    """
+    length = x.shape[axis]
+    if length == 1:
+        return [mx.squeeze(x, axis)]
+    unstack = _UNSTACK.get((length, axis % x.ndim))
+    if unstack is None:
+        unstack = _UNSTACK[(length, axis % x.ndim)] = _make_unstack(
+            length, axis % x.ndim
+        )
+    return list(unstack(x))
+
+
+def _make_unstack(length: int, axis: int) -> Any:
+    @mx.custom_function
+    def unstack(x: mx.array) -> tuple[mx.array, ...]:
+        index: list[Any] = [slice(None)] * axis
+        return tuple(x[tuple([*index, t])] for t in range(length))
+
+    @unstack.vjp
+    def unstack_vjp(primals: Any, cotangents: Any, outputs: Any) -> mx.array:
+        return mx.stack(list(cotangents), axis=axis)
+
+    return unstack
+
+
+_UNSTACK: dict[tuple[int, int], Any] = {}
+
+
 def _check_timespans(values: np.ndarray) -> None:
     bad = ~(np.isfinite(values) & (values > 0))
     if np.any(bad):
@@ -477,15 +512,18 @@ class LTC(_SequenceModel):
         projected = self.lstm.input_map(x) if self.mixed_memory else None
 
         u = cell._to_layout(h)
+        num_steps, den_steps = _steps(num_c, 0), _steps(den_c, 0)
+        cm_steps = _steps(cm_t, 0) if per_step_cm else None
+        lstm_steps = None if projected is None else _steps(projected, 1)
         states = []
         for t in range(length):
             start = u
-            if projected is not None:
-                h_new, c_new = self.lstm._step(projected[:, t], cell._from_layout(u), c)
+            if lstm_steps is not None:
+                h_new, c_new = self.lstm._step(lstm_steps[t], cell._from_layout(u), c)
                 c = c_new if keep is None else mx.where(mask[:, t, None], c_new, c)
                 start = cell._to_layout(h_new)
-            step_cm = cm_t[t] if per_step_cm else cm_t
-            u_new = cell._solve(prepared, start, step_cm, num_c[t], den_c[t])
+            step_cm = cm_steps[t] if cm_steps is not None else cm_t
+            u_new = cell._solve(prepared, start, step_cm, num_steps[t], den_steps[t])
             u = u_new if keep is None else mx.where(keep[t], u_new, u)
             if self.return_sequences:
                 states.append(u)
@@ -656,23 +694,57 @@ class CfC(_SequenceModel):
         x, h, c, elapsed, mask, batched = self._normalise(x, hx, timespans, mask)
         cell = self.rnn_cell
         prepared: Any = cell._prepare()
-        projected = cell._project(prepared, x)
-        lstm_projected = self.lstm.input_map(x) if self.mixed_memory else None
+        projected = _steps(cell._project(prepared, x), 1)
+        lstm_projected = (
+            _steps(self.lstm.input_map(x), 1) if self.mixed_memory else None
+        )
+        spans = None if isinstance(elapsed, float) else _steps(elapsed, 1)
+        if isinstance(cell, WiredCfCCell) and lstm_projected is None:
+            return self._run_wired(cell, prepared, projected, h, elapsed, mask, batched)
 
         states = []
         for t in range(x.shape[1]):
             start = h
             if lstm_projected is not None:
-                start, c_new = self.lstm._step(lstm_projected[:, t], h, c)
+                start, c_new = self.lstm._step(lstm_projected[t], h, c)
                 c = c_new if mask is None else mx.where(mask[:, t, None], c_new, c)
-            ts = elapsed if isinstance(elapsed, float) else elapsed[:, t]
-            h_new = cell._step(prepared, projected[:, t], start, ts)
+            ts = elapsed if spans is None else spans[t]
+            h_new = cell._step(prepared, projected[t], start, ts)
             h = h_new if mask is None else mx.where(mask[:, t, None], h_new, h)
             if self.return_sequences:
                 states.append(h)
 
         readout = self._readout(mx.stack(states, axis=1) if states else h)
         return self._finish(readout, h, c, batched)
+
+    def _run_wired(
+        self,
+        cell: WiredCfCCell,
+        prepared: Any,
+        projected: list[mx.array],
+        h: mx.array,
+        elapsed: float | mx.array,
+        mask: mx.array | None,
+        batched: bool,
+    ) -> tuple[mx.array, Any]:
+        """The wired CfC's loop: the state travels as one array per layer and
+        only the motor neurons are kept per step."""
+        layers = cell._split(h)
+        spans = None if isinstance(elapsed, float) else _steps(elapsed, 1)
+        outputs = []
+        for t in range(len(projected)):
+            ts = elapsed if spans is None else spans[t]
+            new = cell._step_layers(prepared, projected[t], layers, ts)
+            if mask is not None:
+                keep = mask[:, t, None]
+                new = [mx.where(keep, n, o) for n, o in zip(new, layers, strict=True)]
+            layers = new
+            if self.return_sequences:
+                outputs.append(cell._motor(layers))
+        h = cell._assemble(layers)
+        y = mx.stack(outputs, axis=1) if outputs else cell._motor(layers)
+        readout = self.fc(y) if "fc" in self else y
+        return self._finish(readout, h, None, batched)
 
 
 def model_from_config(config: Mapping[str, Any]) -> LTC | CfC:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
+from ncp_core import rnn as rnn_module
 from ncp_core.cells import (
     CfCCell,
     LSTMCell,
@@ -19,6 +21,7 @@ from ncp_core.cells import (
     WiredCfCCell,
     choose_kernel,
 )
+from ncp_core.cells import cfc as cfc_module
 from ncp_core.cells import ltc as ltc_module
 from ncp_core.cells import synapses as syn
 from ncp_core.cells.synapses import sigmoid
@@ -293,6 +296,125 @@ def test_fast_sigmoid_matches_the_logistic_function_and_its_gradient():
     np.testing.assert_allclose(np.array(grad), expected_grad, rtol=1e-5, atol=1e-6)
 
 
+def test_fast_tanh_matches_tanh_and_its_gradient():
+    x = mx.array(np.linspace(-30, 30, 4001, dtype=np.float32))
+
+    value = syn.tanh(x)
+    grad = mx.grad(lambda v: mx.sum(syn.tanh(v) * v))(x)
+
+    expected = np.tanh(np.array(x, dtype=np.float64))
+    close(value, expected, atol=2e-7)
+    expected_grad = expected + np.array(x) * (1 - expected**2)
+    np.testing.assert_allclose(np.array(grad), expected_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_slot_table_sums_every_segment_including_empty_and_long_ones():
+    rng = np.random.default_rng(0)
+    # segment 1 is empty, segment 3 spans several rows of 4 slots
+    segment = np.array([0, 0, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4])
+    table = syn.slot_table(segment, 5, width=4)
+    values = rng.normal(size=(segment.size, 3)).astype(np.float32)
+    slots = np.zeros((table.size, 3), np.float32)
+    slots[table.position] = values
+    rows_of = None if table.rows_of is None else mx.array(table.rows_of)
+
+    sums = syn._segment_sum(
+        mx.array(slots), mx.zeros((table.rows, table.width)), rows_of
+    )
+
+    expected = np.zeros((5, 3), np.float32)
+    np.add.at(expected, segment, values)
+    close(sums, expected, atol=1e-6)
+    assert table.fan == 3 and np.all(slots[table.pad_slot :] == 0)
+
+
+def reference_solve(synapses, u, cm, num_c, den_c, unfolds, epsilon):
+    """The sparse ODE through scatter-adds and MLX's own gradients."""
+    for _ in range(unfolds):
+        num, den = syn.sparse_currents(synapses, u, u.shape[0], segmented=False)
+        u = (cm * u + num_c + num) / (cm + den_c + den + epsilon)
+    return u
+
+
+@pytest.mark.parametrize("per_row", ["none", "broadcast", "per_sample"])
+def test_sparse_solver_gradient_equals_automatic_differentiation(per_row):
+    mx.random.seed(3)
+    wiring = AutoNCP(20, 3)
+    cell = LTCCell(wiring, 4, kernel="sparse")
+    batch = 3
+    synapses = cell._prepare()["synapses"]
+    if per_row == "per_sample":
+        synapses = synapses._replace(
+            w=synapses.w * mx.random.uniform(0.5, 1.5, (synapses.w.shape[0], batch))
+        )
+    u = mx.random.normal((20, batch)) * 0.5
+    cm = mx.random.uniform(1.0, 3.0, (20, 1))
+    num_c, den_c = mx.random.normal((20, batch)), mx.random.uniform(0.5, 2, (20, batch))
+    weights = mx.random.normal((20, batch))
+
+    def loss(solve, params, u, cm, num_c, den_c):
+        s = synapses._replace(
+            w=params[0], sigma=params[1], mu=params[2], erev=params[3]
+        )
+        if per_row == "broadcast" and solve is syn.sparse_solve:
+            s = syn.broadcast_synapses(s, batch)
+        out = solve(s, u, cm, num_c, den_c, 4, 1e-8)
+        return mx.sum(out * weights)
+
+    params = [synapses.w, synapses.sigma, synapses.mu, synapses.erev]
+    results = [
+        mx.value_and_grad(partial(loss, solve), argnums=(0, 1, 2, 3, 4))(
+            params, u, cm, num_c, den_c
+        )
+        for solve in (syn.sparse_solve, reference_solve)
+    ]
+
+    (value, grads), (expected_value, expected_grads) = results
+    close(value, expected_value, atol=1e-5)
+    # padding slots have w = 0 and pass nothing to the dense weights: their
+    # own gradient is not compared
+    present = synapses.edges["present"]
+    grads[0][0] = grads[0][0] * present
+    expected_grads[0][0] = expected_grads[0][0] * present
+    pairs = zip(tree_flatten(grads), tree_flatten(expected_grads), strict=True)
+    for (_, ours), (_, theirs) in pairs:
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(
+            np.array(ours), np.array(theirs), rtol=1e-4, atol=1e-5
+        )
+    assert float(mx.abs(grads[0][1]).sum()) > 0
+
+
+def test_large_dense_activations_use_the_vectorised_sigmoid_with_equal_results(
+    monkeypatch,
+):
+    model = LTC(5, AutoNCP(16, 3), kernel="dense")
+    x = mx.random.normal((2, 3, 5))
+
+    def loss(model):
+        return mx.sum(model(x)[0] ** 2)
+
+    fused, fused_grads = nn.value_and_grad(model, loss)(model)
+    monkeypatch.setattr(syn, "DENSE_FUSED_SIGMOID", 0)
+    vectorised, vectorised_grads = nn.value_and_grad(model, loss)(model)
+
+    close(fused, vectorised, atol=1e-5)
+    pairs = zip(tree_flatten(fused_grads), tree_flatten(vectorised_grads), strict=True)
+    for (_, a), (_, b) in pairs:
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
+
+
+def test_a_new_elapsed_time_gives_the_eager_result_of_the_compiled_step():
+    cell = LTCCell(AutoNCP(12, 2), 3)
+    x, h = mx.random.normal((2, 3)), mx.random.normal((2, 12)) * 0.2
+
+    for elapsed in (1.0, 0.25, 3.0):
+        _, compiled = cell(x, h, elapsed)
+        _, eager = cell._step(x, h, mx.full((1, 1), elapsed))
+        close(compiled, eager, atol=1e-7)
+    assert not np.allclose(np.array(cell(x, h, 0.25)[1]), np.array(cell(x, h, 3.0)[1]))
+
+
 # -- CfCCell, WiredCfCCell, LSTMCell -------------------------------------------
 
 
@@ -354,6 +476,50 @@ def test_wired_cfc_rejects_layers_that_miss_neurons():
 
     with pytest.raises(ModelError, match="every neuron exactly once"):
         WiredCfCCell(4, wiring)
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate"])
+@pytest.mark.parametrize("array_ts", [False, True])
+def test_cfc_heads_gradient_equals_that_of_the_plain_formula(mode, array_ts):
+    z = mx.random.normal((3, 8)) * 2
+    ts = mx.array([[0.5], [1.0], [2.0]]) if array_ts else 0.7
+    weights = mx.random.normal((3, 2))
+
+    def plain(z, ts):
+        ff1, ff2, t_a, t_b = mx.split(z, 4, axis=-1)
+        gate = mx.sigmoid(t_a * ts + t_b)
+        if mode == "default":
+            return mx.tanh(ff1) * (1 - gate) + gate * mx.tanh(ff2)
+        return mx.tanh(ff1) + gate * mx.tanh(ff2)
+
+    def loss(head, z, ts):
+        return mx.sum(head(z, ts) * weights)
+
+    argnums = (0, 1) if array_ts else 0
+    ours = mx.value_and_grad(
+        lambda z, ts: loss(
+            lambda a, b: cfc_module.gated_heads(a, b, mode == "default"), z, ts
+        ),
+        argnums=argnums,
+    )(z, ts)
+    theirs = mx.value_and_grad(lambda z, ts: loss(plain, z, ts), argnums=argnums)(z, ts)
+
+    close(ours[0], theirs[0], atol=1e-5)
+    for a, b in zip(tree_flatten(ours[1]), tree_flatten(theirs[1]), strict=True):
+        close(a[1], b[1], atol=2e-6)
+
+
+def test_sequence_steps_have_the_gradient_of_slices():
+    x = mx.random.normal((2, 5, 3))
+
+    def loss(x, cut):
+        steps = cut(x)
+        return sum(mx.sum(mx.tanh(step) * (t + 1)) for t, step in enumerate(steps))
+
+    ours = mx.grad(lambda x: loss(x, lambda a: rnn_module._steps(a, 1)))(x)
+    theirs = mx.grad(lambda x: loss(x, lambda a: [a[:, t] for t in range(5)]))(x)
+
+    close(ours, theirs, atol=1e-6)
 
 
 def test_lstm_cell_follows_its_gate_equations():

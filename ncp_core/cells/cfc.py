@@ -16,7 +16,7 @@ from ncp_core.cells._checks import (
     check_step_shapes,
     elapsed_column,
 )
-from ncp_core.cells.synapses import sigmoid
+from ncp_core.cells.synapses import sigmoid_values, tanh
 from ncp_core.errors import ModelError
 
 __all__ = ["ACTIVATIONS", "MODES", "Backbone", "CfCCell", "lecun_tanh"]
@@ -26,13 +26,13 @@ MODES = ("default", "pure", "no_gate")
 
 def lecun_tanh(x: mx.array) -> mx.array:
     """LeCun's scaled tanh, ``1.7159 · tanh(0.666 x)``."""
-    return 1.7159 * mx.tanh(0.666 * x)
+    return 1.7159 * tanh(0.666 * x)
 
 
 ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
     "silu": nn.silu,
     "relu": nn.relu,
-    "tanh": mx.tanh,
+    "tanh": tanh,
     "gelu": nn.gelu,  # the exact, erf-based GELU
     "lecun_tanh": lecun_tanh,
 }
@@ -88,6 +88,111 @@ class Backbone(nn.Module):
         for layer in self.layers:
             x = self.dropout(self.activation(layer(x)))
         return x
+
+
+# -- the gated heads ------------------------------------------------------------
+#
+# ``h' = f_1 (1 − g) + g f_2`` (or ``f_1 + g f_2``) from ``z = [z_1 z_2 z_a z_b]``
+# with f_i = tanh(z_i) = 2σ(2 z_i) − 1 and g = σ(z_a t + z_b): one logistic
+# evaluation of ``[2 z_1, 2 z_2, z_a t + z_b]`` gives all three, and is kept
+# for the gradient, which is written out so that ``dz`` is one concatenation
+# (MLX's gradient of four slices of ``z`` is four full-size scatters and
+# their sum). Slices, not ``mx.split``: split's sibling outputs inside a
+# custom function break mx.compile in MLX 0.32 (IndexError: _Map_base::at).
+
+
+def _quarters(z: mx.array) -> list[mx.array]:
+    h = z.shape[-1] // 4
+    return [z[..., i * h : (i + 1) * h] for i in range(4)]
+
+
+def _thirds(s: mx.array) -> list[mx.array]:
+    h = s.shape[-1] // 3
+    return [s[..., i * h : (i + 1) * h] for i in range(3)]
+
+
+def _head_activations(z: mx.array, ts: Any) -> tuple[mx.array, mx.array]:
+    """``(h', s)`` with ``s = σ([2 z_1, 2 z_2, z_a t + z_b])``."""
+    z1, z2, z_a, z_b = _quarters(z)
+    s = sigmoid_values(mx.concatenate([z1 * 2.0, z2 * 2.0, z_a * ts + z_b], axis=-1))
+    return s, z_a
+
+
+def _combine(s: mx.array, gated: bool) -> mx.array:
+    s1, s2, gate = _thirds(s)
+    ff1, ff2 = s1 * 2.0 - 1.0, s2 * 2.0 - 1.0
+    if gated:
+        return ff1 * (1.0 - gate) + gate * ff2
+    return ff1 + gate * ff2
+
+
+def _heads_grad(
+    s: mx.array, z_a: mx.array | None, ts: Any, cotangent: mx.array, gated: bool
+) -> tuple[mx.array, mx.array | None]:
+    """``(dz, dt)`` of the heads from the kept activations ``s``."""
+    s1, s2, gate = _thirds(s)
+    ff1, ff2 = s1 * 2.0 - 1.0, s2 * 2.0 - 1.0
+    d_ff1 = cotangent * (1.0 - gate) if gated else cotangent
+    d_gate = cotangent * (ff2 - ff1) if gated else cotangent * ff2
+    d_pre = d_gate * (gate * (1.0 - gate))
+    dz = mx.concatenate(
+        [
+            d_ff1 * (1.0 - ff1 * ff1),
+            (cotangent * gate) * (1.0 - ff2 * ff2),
+            d_pre * ts,
+            d_pre,
+        ],
+        axis=-1,
+    )
+    if not isinstance(ts, mx.array) or z_a is None:
+        return dz, None
+    d_ts = d_pre * z_a
+    while d_ts.ndim > ts.ndim:
+        d_ts = d_ts.sum(axis=0)
+    axes = [a for a, n in enumerate(ts.shape) if n == 1 and d_ts.shape[a] != 1]
+    return dz, (mx.sum(d_ts, axis=axes, keepdims=True) if axes else d_ts)
+
+
+def _make_heads(gated: bool, constant_ts: float | None) -> Any:
+    """The heads as a custom function of ``z`` (and ``t``, unless constant)."""
+    if constant_ts is None:
+
+        @mx.custom_function
+        def heads(z: mx.array, ts: mx.array) -> tuple[mx.array, mx.array]:
+            s, _ = _head_activations(z, ts)
+            return _combine(s, gated), s
+
+        @heads.vjp
+        def heads_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
+            z, ts = primals
+            return _heads_grad(outputs[1], _quarters(z)[2], ts, cotangents[0], gated)
+
+        return heads
+
+    @mx.custom_function
+    def constant_heads(z: mx.array) -> tuple[mx.array, mx.array]:
+        s, _ = _head_activations(z, constant_ts)
+        return _combine(s, gated), s
+
+    @constant_heads.vjp
+    def constant_heads_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
+        return _heads_grad(outputs[1], None, constant_ts, cotangents[0], gated)[0]
+
+    return constant_heads
+
+
+_HEADS: dict[tuple[bool, float | None], Any] = {}
+
+
+def gated_heads(z: mx.array, ts: float | mx.array, gated: bool) -> mx.array:
+    """The default (``gated``) or no-gate CfC heads of ``z`` ``(..., 4H)``."""
+    constant = None if isinstance(ts, mx.array) else float(ts)
+    key = (gated, constant)
+    if key not in _HEADS:
+        _HEADS[key] = _make_heads(gated, constant)
+    if constant is None:
+        return _HEADS[key](z, ts)[0]
+    return _HEADS[key](z)[0]
 
 
 def _xavier(linear: nn.Linear) -> None:
@@ -228,9 +333,11 @@ class CfCCell(nn.Module):
             first_w, first_b = first.weight, first.bias
         else:
             first_w, first_b = head_w, head_b
+        # contiguous: a column slice of the weights would otherwise be copied
+        # again by every matmul of every step
         return {
-            "w_x": first_w[:, : self.input_size].T,
-            "w_h": first_w[:, self.input_size :].T,
+            "w_x": mx.contiguous(first_w[:, : self.input_size].T),
+            "w_h": mx.contiguous(first_w[:, self.input_size :].T),
             "b": first_b,
             "head_w": head_w.T,
             "head_b": head_b,
@@ -261,13 +368,7 @@ class CfCCell(nn.Module):
         if self.mode == "pure":
             decay = mx.exp(-ts * (mx.abs(self.w_tau) + mx.abs(z)))
             return -self.A * decay * z + self.A
-        ff1, ff2, t_a, t_b = mx.split(z, 4, axis=-1)
-        ff1 = mx.tanh(ff1)
-        ff2 = mx.tanh(ff2)
-        gate = sigmoid(t_a * ts + t_b)
-        if self.mode == "no_gate":
-            return ff1 + gate * ff2
-        return ff1 * (1.0 - gate) + gate * ff2
+        return gated_heads(z, ts, self.mode == "default")
 
     def __call__(
         self,

@@ -6,7 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ncp_core.cells._checks import check_size
-from ncp_core.cells.synapses import sigmoid
+from ncp_core.cells.synapses import sigmoid, tanh
 
 __all__ = ["LSTMCell"]
 
@@ -51,8 +51,8 @@ class LSTMCell(nn.Module):
         """One step from the projected input ``W_x x + b`` of shape ``(B, 4H)``."""
         z = projected + self.recurrent_map(h)
         i, ig, fg, og = mx.split(z, 4, axis=-1)
-        c = c * sigmoid(fg + 1.0) + mx.tanh(i) * sigmoid(ig)
-        h = mx.tanh(c) * sigmoid(og)
+        c = c * sigmoid(fg + 1.0) + tanh(i) * sigmoid(ig)
+        h = tanh(c) * sigmoid(og)
         return h, c
 
     def __call__(

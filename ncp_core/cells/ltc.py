@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -179,6 +179,7 @@ class LTCCell(nn.Module):
         self._sensory_synapse_gains = mx.ones((s, n))
         if wiring.time_scales is not None:
             self._time_scales = mx.array(np.asarray(wiring.time_scales, np.float32))
+        self._compiled_step: Callable[..., Any] | None = None
 
     # -- sizes ---------------------------------------------------------------
 
@@ -461,12 +462,23 @@ class LTCCell(nn.Module):
         state = as_float_array(state, "state")
         check_step_shapes("LTCCell", inputs, state, self.sensory_size, self.state_size)
         elapsed = elapsed_column(elapsed_time, inputs.shape[0])
-        if not isinstance(elapsed, float):
-            elapsed = elapsed[:, :, None]
-        prepared = self._prepare(inputs.shape[0])
+        if isinstance(elapsed, float):
+            # an array, not a constant: a new value must not retrace the step
+            elapsed = mx.array(elapsed, dtype=mx.float32).reshape(1, 1)
+        if self._compiled_step is None:
+            # one compiled graph per call: a single step is too small for
+            # anything but the number of kernels and Python calls to matter
+            self._compiled_step = mx.compile(self._step, inputs=self.state)
+        return cast(
+            tuple[mx.array, mx.array], self._compiled_step(inputs, state, elapsed)
+        )
+
+    def _step(
+        self, inputs: mx.array, state: mx.array, elapsed: mx.array
+    ) -> tuple[mx.array, mx.array]:
+        prepared = self._prepare()
         num_c, den_c = self._drive(prepared, inputs[:, None, :])
-        cm_t = self._capacitance(prepared, elapsed)
-        cm_t = cm_t if isinstance(elapsed, float) else cm_t[0]
+        cm_t = self._capacitance(prepared, elapsed[:, :, None])[0]
         u = self._solve(prepared, self._to_layout(state), cm_t, num_c[0], den_c[0])
         v = self._from_layout(u)
         return self._map_outputs(v), v

@@ -23,8 +23,8 @@ Parameters always live in the dense ``(P, N)`` layout, so both kernels load
 the same weights; the sparse kernel gathers the per-slot values once per call
 (:func:`sparse_synapses`), never inside the ODE unfolds. The ODE of the
 sparse kernel runs in :func:`sparse_solve`, whose gradient is written out by
-hand: it recomputes the activations of each unfold instead of storing them,
-so training memory does not grow with ``slots × batch × unfolds × steps``.
+hand: no scatter, no per-use reduction over the batch, and only the slot
+logistics ``σ`` are kept per unfold.
 
 On the CPU, MLX's ``exp``, ``tanh`` and ``sigmoid`` are scalar loops; the
 logistic function and ``tanh`` here are built from operations that the CPU
@@ -54,10 +54,12 @@ __all__ = [
     "edge_index",
     "resolve_kernel",
     "sigmoid",
+    "sigmoid_values",
     "sparse_currents",
     "sparse_solve",
     "sparse_synapses",
     "tanh",
+    "tanh_values",
 ]
 
 KERNELS = ("dense", "sparse")
@@ -72,6 +74,13 @@ def choose_kernel(wiring: Any) -> str:
     Sparse from :data:`SPARSE_MIN_UNITS` neurons on when fewer than
     :data:`SPARSE_MAX_DENSITY` of the possible synapses exist, dense otherwise.
     """
+    # Measured on this project's 2-core CPU (AutoNCP, density 0.11-0.14):
+    # training (batch 16, length 16, ms per step, dense/sparse) is 20/24 at
+    # 12 units, 29/28 at 16, 46/30 at 24, 71/33 at 32, 96/35 at 48; one
+    # inference step (batch 1, µs) is 224/591 at 12 units, 245/589 at 19,
+    # 274/548 at 24, 343/446 at 32, 827/483 at 64. Sparse wins training
+    # from ~16 units and single steps from ~40; 32 keeps small
+    # controllers (19 units) dense for inference.
     if wiring.units >= SPARSE_MIN_UNITS and wiring.density < SPARSE_MAX_DENSITY:
         return "sparse"
     return "dense"
@@ -90,54 +99,67 @@ def resolve_kernel(kernel: str, wiring: Any) -> str:
 
 # -- the logistic function and tanh ---------------------------------------------
 #
-# Both come from e^{-a}, a = |x| (or 2|x|), written as p / T with
-# T = 2^k, k = ⌊a·log2 e⌋ clamped to 29, and p = 2^{-f}, f = a·log2 e − k in
-# [0, 1), a degree-7 polynomial. T is built from its bits, so no exp, floor or
-# variable shift is needed: every operation is one that g++ vectorises in the
-# kernels of mx.compile (MLX's own exp/tanh/sigmoid run as scalar loops on the
-# CPU, 12-16 ns an element). Then σ(x) = T/(T + p) for x ≥ 0 and p/(T + p)
-# below, exact in relative terms on both sides; past |x| = 20.1 the clamp
+# Both come from 2^{-a} for a = |t| ≥ 0, written as p / T: T = 2^k with k the
+# integer nearest to a (a clamped to 29), and p = 2^{-f} for f = a − k in
+# [−½, ½], a degree-6 polynomial. T is assembled from its bits, so no exp,
+# floor or variable shift is needed: every operation is one that g++
+# vectorises in the kernels of mx.compile (MLX's own exp, tanh and sigmoid
+# are scalar loops on the CPU, 12-16 ns an element). Then
+# 1/(1 + 2^{-t}) = T/(T + p) for t ≥ 0 and p/(T + p) below: relative
+# accuracy on both sides. Past |t| = 29 (|x| > 20.1 for σ(x)) the clamp
 # leaves σ within 2e-9 of 0 or 1.
+#
+# The steps are also arranged for MLX's fusion, which cuts a fused kernel
+# 11 operations deep: clamping (the first kernel, fused with whatever made
+# t), the bits of T (a second one) and the rest (a third one) each fit.
 
 _LOG2E = 1.4426950408889634
 _MAX_EXPONENT = 29.0
-# 2^{-f} on [0, 1]: a relative minimax fit (max relative error 4.1e-11 in
-# exact arithmetic, 2.0e-7 evaluated in float32), Estrin's scheme.
+_ROUND = 12582912.0  # 1.5 · 2^23: (a + _ROUND) − _ROUND rounds a to an integer
+# 2^{-f} on [−½, ½]: a relative minimax fit, max relative error 1.9e-9 in
+# exact arithmetic, 1.7e-7 evaluated in float32 by Estrin's scheme.
 _EXP2_NEG = (
-    0.999999999959479,
-    -0.693147175763062,
-    0.24022641152759516,
-    -0.05550337428865354,
-    0.009615318475650007,
-    -0.0013274375585554353,
-    0.00014700697451589507,
-    -1.074934722754225e-05,
+    1.0000000005536656,
+    -0.6931472057140108,
+    0.24022646892328767,
+    -0.05550328826021172,
+    0.009618488967644643,
+    -0.0013399911844369132,
+    0.00015345760488696204,
 )
 
 
-def _exp_parts(a: mx.array) -> tuple[mx.array, mx.array]:
-    """``(T, p)`` with ``e^{-a} = p / T`` for ``a ≥ 0`` (see above)."""
-    y = mx.minimum(a * _LOG2E, _MAX_EXPONENT)
-    k = y.astype(mx.int32)
-    two_k = ((k + 127) << 23).view(mx.float32)
-    f = y - k.astype(mx.float32)
+def _power_parts(clamped: mx.array) -> tuple[mx.array, mx.array]:
+    """``(T, p)`` with ``2^{-|t|} = p / T`` for ``t`` clamped to ±29."""
+    a = mx.abs(clamped)
+    k = (a + _ROUND) - _ROUND
+    two_k = ((k.astype(mx.int32) + 127) << 23).view(mx.float32)
+    f = a - k
     c = _EXP2_NEG
     f2 = f * f
     low = (c[0] + c[1] * f) + f2 * (c[2] + c[3] * f)
-    high = (c[4] + c[5] * f) + f2 * (c[6] + c[7] * f)
+    high = (c[4] + c[5] * f) + c[6] * f2
     return two_k, low + (f2 * f2) * high
+
+
+def logistic2(t: mx.array) -> mx.array:
+    """``1 / (1 + 2^{-t})``, i.e. ``σ(t ln 2)``, from vectorisable operations
+    (no gradient rule of its own)."""
+    clamped = mx.clip(t, -_MAX_EXPONENT, _MAX_EXPONENT)
+    two_k, p = _power_parts(clamped)
+    return mx.where(clamped >= 0, two_k, p) / (two_k + p)
 
 
 def logistic(x: mx.array) -> mx.array:
     """``σ(x)`` from vectorisable operations (no gradient rule of its own)."""
-    two_k, p = _exp_parts(mx.abs(x))
-    return mx.where(x >= 0, two_k, p) / (two_k + p)
+    return logistic2(x * _LOG2E)
 
 
 def _tanh_parts(x: mx.array) -> mx.array:
-    two_k, p = _exp_parts(mx.abs(x) * 2.0)
+    clamped = mx.clip(x * (2.0 * _LOG2E), -_MAX_EXPONENT, _MAX_EXPONENT)
+    two_k, p = _power_parts(clamped)
     magnitude = (two_k - p) / (two_k + p)
-    return mx.where(x >= 0, magnitude, -magnitude)
+    return mx.where(clamped >= 0, magnitude, -magnitude)
 
 
 @mx.custom_function
@@ -174,6 +196,16 @@ def sigmoid(x: mx.array) -> mx.array:
     if _on_cpu():
         return cast(mx.array, _logistic(x))
     return mx.sigmoid(x)
+
+
+def sigmoid_values(x: mx.array) -> mx.array:
+    """:func:`sigmoid` without a gradient rule, for hand-written gradients."""
+    return logistic(x) if _on_cpu() else mx.sigmoid(x)
+
+
+def tanh_values(x: mx.array) -> mx.array:
+    """:func:`tanh` without a gradient rule, for hand-written gradients."""
+    return _tanh_parts(x) if _on_cpu() else mx.tanh(x)
 
 
 def tanh(x: mx.array) -> mx.array:
@@ -216,23 +248,46 @@ def broadcast_synapses(synapses: Any, rows: int) -> Any:
     contiguous arrays, the gradients of all uses are summed elementwise and
     reduced a single time.
     """
+    names = ("w", "sigma", "mu", "erev")
     if isinstance(synapses, DenseSynapses):
         shape = (rows, *synapses.w.shape[-2:])
-    else:
-        shape = (synapses.w.shape[0], rows)
-    fields = {
-        name: mx.contiguous(mx.broadcast_to(getattr(synapses, name), shape))
-        for name in ("w", "sigma", "mu", "erev")
-    }
-    return synapses._replace(**fields)
+        fields = {
+            name: mx.contiguous(mx.broadcast_to(getattr(synapses, name), shape))
+            for name in names
+        }
+        return synapses._replace(**fields)
+    shape = (synapses.w.shape[0], rows)
+    full = tuple(
+        mx.stop_gradient(mx.contiguous(mx.broadcast_to(getattr(synapses, n), shape)))
+        for n in names
+    )
+    return synapses._replace(rows=full)
+
+
+DENSE_FUSED_SIGMOID = 1 << 14
+"""Up to this many activations (rows × sources × targets) the dense kernel
+uses ``mx.sigmoid``: a scalar loop, but one operation that fuses with the rest
+of the unfold, and at these sizes the number of kernels is what costs."""
 
 
 def dense_currents(synapses: DenseSynapses, u: mx.array) -> tuple[mx.array, mx.array]:
-    """``(I^num, I^den)``, each ``(R, N)``, for potentials ``u`` of shape ``(R, P)``."""
-    activation = synapses.w * sigmoid(synapses.sigma * (u[:, :, None] - synapses.mu))
-    numerator = mx.sum(activation * synapses.erev, axis=1)
-    denominator = mx.sum(activation, axis=1)
-    return numerator, denominator
+    """``(I^num, I^den)``, each ``(R, N)``, for potentials ``u`` of shape ``(R, P)``.
+
+    Both sums come from one reduction of ``(R, P, N, 2)``: the activations
+    times ``[E, 1]``, formed in a single fused kernel.
+    """
+    rows, sources = u.shape
+    targets = synapses.w.shape[-1]
+    z = synapses.sigma[..., None] * (
+        u.reshape(rows, sources, 1, 1) - synapses.mu[..., None]
+    )
+    if rows * sources * targets <= DENSE_FUSED_SIGMOID:
+        gate = mx.sigmoid(z)
+    else:
+        gate = sigmoid(z)
+    weights = mx.stack([synapses.erev, mx.ones_like(synapses.erev)], axis=-1)
+    sums = mx.sum((synapses.w[..., None] * gate) * weights, axis=-3)
+    return sums[..., 0], sums[..., 1]
 
 
 # -- slot tables -------------------------------------------------------------------
@@ -291,7 +346,9 @@ def _best_width(degree: np.ndarray) -> int:
     return best
 
 
-def slot_table(segment: np.ndarray, segments: int, width: int | None = None) -> SlotTable:
+def slot_table(
+    segment: np.ndarray, segments: int, width: int | None = None
+) -> SlotTable:
     """A :class:`SlotTable` of items with segment ids ``segment``."""
     segment = np.asarray(segment, np.int64)
     degree = np.bincount(segment, minlength=segments)
@@ -335,14 +392,22 @@ def _segment_sum(x: mx.array, shape: mx.array, rows_of: mx.array | None) -> mx.a
 
 
 class SparseSynapses(NamedTuple):
-    """Per-slot parameters ``(S, 1)`` (or ``(S, R)`` once broadcast) and the
-    tables of :func:`edge_index`."""
+    """Per-slot parameters ``(S, 1)`` (or ``(S, R)``, one per batch row) and
+    the tables of :func:`edge_index`.
+
+    ``rows`` optionally holds the four parameters broadcast to ``(S, R)`` in
+    contiguous arrays, made once per call by :func:`broadcast_synapses` for
+    the solver's kernels to read; gradients still go to the ``(S, 1)``
+    fields, each solver call reducing its own over the batch, so that no
+    ``(S, R)`` gradient per step is kept until the end of the sequence.
+    """
 
     w: mx.array
     sigma: mx.array
     mu: mx.array
     erev: mx.array
     edges: dict[str, mx.array]
+    rows: tuple[mx.array, mx.array, mx.array, mx.array] | None = None
 
 
 def edge_index(mask: np.ndarray) -> dict[str, mx.array]:
@@ -449,7 +514,7 @@ def _gather(u: mx.array, edges: dict[str, mx.array]) -> mx.array:
 
 @_gather.vjp
 def _gather_vjp(primals: Any, cotangent: mx.array, output: mx.array) -> Any:
-    u, edges = primals
+    edges = primals[1]
     grad = _sum_by_source(cotangent, edges)
     return grad, {key: mx.zeros_like(value) for key, value in edges.items()}
 
@@ -493,13 +558,14 @@ def _unfold(
     erev: mx.array,
     epsilon: float,
 ) -> tuple[mx.array, mx.array, mx.array]:
-    """One fused semi-implicit Euler step; returns ``(u', denominator, σ)``."""
+    """One fused semi-implicit Euler step; returns ``(u', denominator, σ)``,
+    ``σ`` the ``(S, R)`` logistic of every slot."""
     x = _gather_sources(u, edges) - mu
-    sig = logistic(sigma * x)
+    sig = logistic2((sigma * _LOG2E) * x)
     activation = w * sig
     numerator = _sum_by_target(activation * erev, edges)
     denominator = cm + den_c + _sum_by_target(activation, edges) + epsilon
-    return (cm * u + num_c + numerator) / denominator, denominator, sig, x
+    return (cm * u + num_c + numerator) / denominator, denominator, sig
 
 
 def _reduce_to(grad: mx.array, like: mx.array) -> mx.array:
@@ -514,14 +580,24 @@ def _reduce_to(grad: mx.array, like: mx.array) -> mx.array:
     return mx.sum(grad, axis=axes, keepdims=True)
 
 
-_VARIANT = "so"
+def _make_solver(unfolds: int, epsilon: float) -> Callable[..., Any]:
+    r"""The custom function behind :func:`sparse_solve`.
 
+    Its outputs are the final potentials and, for the gradient, each
+    unfold's potentials, denominators and slot logistics ``σ``. The gradient
+    of unfold ``k`` (``P``, ``Q`` its numerator and denominator, ``g`` the
+    gradient of its result ``u'``, ``a = w σ``) is
 
-def _make_solver(unfolds: int, epsilon: float, variant: str) -> Callable[..., Any]:
-    store = "s" in variant
-    by_row = "b" in variant
-    store_x = "x" in variant
-    opt = "o" in variant
+    .. math::
+
+        g_P = g / Q, \quad g_Q = -g_P u', \quad
+        g_a = g_P[j] E + g_Q[j], \quad h = g_a σ (1 - σ)
+
+    per slot ``i → j``; then ``∂w += g_a σ``, ``∂E += w g_P[j] σ``,
+    ``∂σ_{ij} += w h (u_i - μ)``, ``∂μ -= w h σ_{ij}`` and
+    ``g_u = c_m g_P + \sum_{slots\ of\ i} w σ_{ij} h``. The slot sums over
+    the batch are accumulated elementwise and the factors ``w`` applied once.
+    """
 
     @mx.custom_function
     def solve(
@@ -530,121 +606,78 @@ def _make_solver(unfolds: int, epsilon: float, variant: str) -> Callable[..., An
         cm: mx.array,
         num_c: mx.array,
         den_c: mx.array,
-        w: mx.array,
-        sigma: mx.array,
-        mu: mx.array,
-        erev: mx.array,
+        parameters: tuple[mx.array, ...],
+        rows: tuple[mx.array, ...],
     ) -> tuple[mx.array, ...]:
-        states, denominators, sigs, xs = [], [], [], []
+        w, sigma, mu, erev = rows
+        states, denominators, sigs = [], [], []
         for _ in range(unfolds):
             states.append(u)
-            u, denominator, sig, x = _unfold(
+            u, denominator, sig = _unfold(
                 edges, u, cm, num_c, den_c, w, sigma, mu, erev, epsilon
             )
             denominators.append(denominator)
             sigs.append(sig)
-            xs.append(x)
-        if store_x:
-            return (u, *states, *denominators, *sigs, *xs)
-        if store:
-            return (u, *states, *denominators, *sigs)
-        return (u, *states, *denominators)
+        return (u, *states, *denominators, *sigs)
 
     @solve.vjp
     def solve_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
-        edges, u0, cm, num_c, den_c, w, sigma, mu, erev = primals
+        edges, u0, cm, num_c, den_c, parameters, rows_in = primals
+        w, sigma, mu, erev = rows_in
         states = outputs[1 : unfolds + 1]
         denominators = outputs[unfolds + 1 : 2 * unfolds + 1]
-        sigs = outputs[2 * unfolds + 1 : 3 * unfolds + 1]
-        xs = outputs[3 * unfolds + 1 :]
-        target = edges["target"]
+        sigs = outputs[2 * unfolds + 1 :]
+        rows, width = edges["source"].shape
+        cols = u0.shape[-1]
+        row_target = edges["row_target"]
+        erev_rows = erev.reshape(rows, width, cols)
+        w_sigma = w * sigma
         g = cotangents[0]
         after = outputs[0]
-        g_cm = g_num = g_den = None
-        g_w = g_erev = g_sigma = g_mu = None
-        ws = w * sigma
-        for k in reversed(range(unfolds)):
-            u, denominator = states[k], denominators[k]
-            g_p = g / denominator
-            g_q = -g_p * after
-            g_num = g_p if g_num is None else g_num + g_p
-            g_den = g_q if g_den is None else g_den + g_q
-            term = g_p * u + g_q
-            g_cm = term if g_cm is None else g_cm + term
+        sums: dict[str, mx.array] = {}
 
-            if store_x:
-                x = xs[k]
-            else:
-                x = _gather_sources(u, edges) - mu
-            sig = sigs[k] if store else logistic(sigma * x)
-            if opt:
-                rows, width = edges["source"].shape
-                cols = g_p.shape[-1]
-                row_target = edges["row_target"]
-                g_p_rows = mx.take(g_p, row_target, axis=0)[:, None]
-                g_q_rows = mx.take(g_q, row_target, axis=0)[:, None]
-                e3 = erev.reshape(rows, width, cols)
-                s3 = sig.reshape(rows, width, cols)
-                g_act = g_p_rows * e3 + g_q_rows
-                h = g_act * (s3 - s3 * s3)
-                d_w = g_act * s3
-                d_pe = g_p_rows * s3
-                d_h = h.reshape(-1, cols)
-                d_x = d_h * x
-                g_w = d_w if g_w is None else g_w + d_w
-                g_erev = d_pe if g_erev is None else g_erev + d_pe
-                g_sigma = d_x if g_sigma is None else g_sigma + d_x
-                g_mu = d_h if g_mu is None else g_mu + d_h
-                g = cm * g_p + _sum_by_source(d_h * ws, edges)
-                after = u
-                continue
-            if by_row:
-                rows, width = edges["source"].shape
-                shape = (rows, width, g_p.shape[-1])
-                row_target = edges["row_target"]
-                g_p_slot = mx.broadcast_to(
-                    mx.take(g_p, row_target, axis=0)[:, None], shape
-                ).reshape(-1, g_p.shape[-1])
-                g_q_slot = mx.broadcast_to(
-                    mx.take(g_q, row_target, axis=0)[:, None], shape
-                ).reshape(-1, g_p.shape[-1])
-            else:
-                g_p_slot = mx.take(g_p, target, axis=0)
-                g_q_slot = mx.take(g_q, target, axis=0)
-            g_act = g_p_slot * erev + g_q_slot
-            d_w = g_act * sig
-            d_erev = g_p_slot * (w * sig)
-            d_z = d_w * (w * (1.0 - sig))
-            d_sigma = d_z * x
-            g_w = d_w if g_w is None else g_w + d_w
-            g_erev = d_erev if g_erev is None else g_erev + d_erev
-            g_sigma = d_sigma if g_sigma is None else g_sigma + d_sigma
-            g_mu = d_z if g_mu is None else g_mu + d_z
-            g = cm * g_p + _sum_by_source(d_z * sigma, edges)
-            after = u
-        assert g_mu is not None
-        if opt:
-            cols = u0.shape[-1]
-            g_w = g_w.reshape(-1, cols)
-            g_erev = w * g_erev.reshape(-1, cols)
-            g_sigma = w * g_sigma
-            g_mu = w * g_mu
+        def accumulate(name: str, value: mx.array) -> None:
+            sums[name] = value if name not in sums else sums[name] + value
+
+        for k in reversed(range(unfolds)):
+            g_p = g / denominators[k]
+            g_q = -g_p * after
+            accumulate("num", g_p)
+            accumulate("den", g_q)
+            accumulate("cm", g_p * states[k] + g_q)
+
+            # per-target gradients broadcast along each target's row of slots
+            g_p_rows = mx.take(g_p, row_target, axis=0)[:, None]
+            g_act = g_p_rows * erev_rows + mx.take(g_q, row_target, axis=0)[:, None]
+            sig = sigs[k].reshape(rows, width, cols)
+            h = (g_act * (sig - sig * sig)).reshape(-1, cols)
+            accumulate("w", g_act * sig)
+            accumulate("erev", g_p_rows * sig)
+            accumulate("sigma", h * (_gather_sources(states[k], edges) - mu))
+            accumulate("mu", h)
+            g = cm * g_p + _sum_by_source(h * w_sigma, edges)
+            after = states[k]
+
+        grads = (
+            sums["w"].reshape(-1, cols),
+            w * sums["sigma"],
+            -w_sigma * sums["mu"],
+            w * sums["erev"].reshape(-1, cols),
+        )
         return (
             {key: mx.zeros_like(value) for key, value in edges.items()},
             g,
-            _reduce_to(g_cm, cm),
-            _reduce_to(g_num, num_c),
-            _reduce_to(g_den, den_c),
-            _reduce_to(g_w, w),
-            _reduce_to(g_sigma, sigma),
-            _reduce_to(-g_mu * sigma, mu),
-            _reduce_to(g_erev, erev),
+            _reduce_to(sums["cm"], cm),
+            _reduce_to(sums["num"], num_c),
+            _reduce_to(sums["den"], den_c),
+            tuple(_reduce_to(d, p) for d, p in zip(grads, parameters, strict=True)),
+            tuple(mx.zeros_like(r) for r in rows_in),
         )
 
     return solve
 
 
-_SOLVERS: dict[tuple[int, float, str], Callable[..., Any]] = {}
+_SOLVERS: dict[tuple[int, float], Callable[..., Any]] = {}
 
 
 def sparse_solve(
@@ -666,13 +699,13 @@ def sparse_solve(
         u \\leftarrow \\frac{c_m u + c^{num} + I^{num}(u)}
         {c_m + c^{den} + I^{den}(u) + \\varepsilon}
 
-    The gradient recomputes each unfold's activations from its stored
-    potentials ``u`` (``(N, R)`` each), so nothing of size ``S × R`` outlives
-    the call.
+    The slot logistics ``σ`` of every unfold are kept for the gradient
+    (``unfolds × S × R`` floats per call); each call's parameter gradients
+    are reduced to the parameters' own shapes before it returns.
     """
-    key = (unfolds, epsilon, _VARIANT)
+    key = (unfolds, epsilon)
     if key not in _SOLVERS:
-        _SOLVERS[key] = _make_solver(unfolds, epsilon, _VARIANT)
+        _SOLVERS[key] = _make_solver(unfolds, epsilon)
     rows = u.shape[1]
 
     def full(x: mx.array) -> mx.array:
@@ -680,15 +713,9 @@ def sparse_solve(
             return x
         return mx.contiguous(mx.broadcast_to(x, (x.shape[0], rows)))
 
-    outputs = _SOLVERS[key](
-        synapses.edges,
-        u,
-        cm,
-        num_c,
-        den_c,
-        full(synapses.w),
-        full(synapses.sigma),
-        full(synapses.mu),
-        full(synapses.erev),
-    )
+    parameters = (synapses.w, synapses.sigma, synapses.mu, synapses.erev)
+    rows_in: tuple[mx.array, ...] | None = synapses.rows
+    if rows_in is None or rows_in[0].shape[-1] != rows:
+        rows_in = tuple(full(x) for x in parameters)
+    outputs = _SOLVERS[key](synapses.edges, u, cm, num_c, den_c, parameters, rows_in)
     return cast(mx.array, outputs[0])

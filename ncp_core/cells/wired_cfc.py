@@ -105,6 +105,10 @@ class WiredCfCCell(nn.Module):
             )
             setattr(self, f"layer_{index}", cell)
 
+        motor = np.arange(wiring.output_dim)
+        self._motor_layer = next(
+            (i for i, ids in enumerate(layer_ids) if np.array_equal(ids, motor)), None
+        )
         order = np.concatenate(layer_ids)
         self._to_id_order = mx.array(np.argsort(order).astype(np.int32))
         self._index = [mx.array(ids.astype(np.int32)) for ids in layer_ids]
@@ -246,19 +250,40 @@ class WiredCfCCell(nn.Module):
         ts: float | mx.array,
     ) -> mx.array:
         """The new id-ordered state from layer 0's projected input and ``h``."""
+        return self._assemble(
+            self._step_layers(prepared, projected, self._split(h), ts)
+        )
+
+    def _split(self, h: mx.array) -> list[mx.array]:
+        """The id-ordered state ``(B, N)`` as one state per layer."""
+        return [self._layer_state(h, index) for index in range(self.num_layers)]
+
+    def _step_layers(
+        self,
+        prepared: list[dict[str, Any]],
+        projected: mx.array,
+        states: list[mx.array],
+        ts: float | mx.array,
+    ) -> list[mx.array]:
+        """One step on per-layer states (what a sequence carries between steps,
+        so that the state is never assembled and split again)."""
         new_states: list[mx.array] = []
         for index, cell in enumerate(self.layers):
-            if index > 0:
-                projected = cell._project(prepared[index], new_states[-1])
             layer_ts = ts
             if "_time_scales" in self:
                 layer_ts = ts / self._time_scales[index]
+            if index > 0:
+                projected = cell._project(prepared[index], new_states[-1])
             new_states.append(
-                cell._step(
-                    prepared[index], projected, self._layer_state(h, index), layer_ts
-                )
+                cell._step(prepared[index], projected, states[index], layer_ts)
             )
-        return self._assemble(new_states)
+        return new_states
+
+    def _motor(self, states: list[mx.array]) -> mx.array:
+        """The motor neurons ``(B, M)`` (ids ``[0, M)``) from per-layer states."""
+        if self._motor_layer is not None:
+            return states[self._motor_layer]
+        return self._assemble(states)[:, : self.motor_size]
 
     def _assemble(self, layer_states: list[mx.array]) -> mx.array:
         blocks = self._layers.blocks
