@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -87,6 +88,7 @@ class WiredCfCCell(nn.Module):
             )
         self.wiring = wiring
         self.mode = check_mode(mode)
+        self._compiled_step: Callable[..., Any] | None = None
         self.intra_layer = intra_layer
         layer_ids = _layer_partition(wiring)
         self._layers = _Layers(tuple(layer_ids), _contiguous_blocks(layer_ids))
@@ -308,6 +310,18 @@ class WiredCfCCell(nn.Module):
             "WiredCfCCell", inputs, state, self.sensory_size, self.state_size
         )
         ts = elapsed_column(ts, inputs.shape[0])
+        if isinstance(ts, float):
+            # an array, not a constant: a new value must not retrace the step
+            ts = mx.array(ts, dtype=mx.float32).reshape(1, 1)
+        if self._compiled_step is None:
+            # one compiled graph per call: at one step the number of kernels
+            # and of Python calls is all that costs
+            self._compiled_step = mx.compile(self._one_step, inputs=self.state)
+        return cast(tuple[mx.array, mx.array], self._compiled_step(inputs, state, ts))
+
+    def _one_step(
+        self, inputs: mx.array, state: mx.array, ts: mx.array
+    ) -> tuple[mx.array, mx.array]:
         prepared = self._prepare()
         h = self._step(prepared, self._project(prepared, inputs), state, ts)
         return h[:, : self.motor_size], h
