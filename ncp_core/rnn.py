@@ -454,8 +454,15 @@ class LTC(_SequenceModel):
 
     @property
     def kernel(self) -> str:
-        """The synapse kernel in use, ``"dense"`` or ``"sparse"``."""
+        """The MLX synapse kernel, ``"dense"`` or ``"sparse"``: the one used
+        where the native kernel cannot run (see :attr:`uses_native`)."""
         return self.rnn_cell.kernel
+
+    @property
+    def uses_native(self) -> bool:
+        """Whether eager CPU calls run on the native kernel (without mixed
+        memory); see :class:`~ncp_core.cells.LTCCell`."""
+        return self.rnn_cell.uses_native and not self.mixed_memory
 
     def apply_weight_constraints(self) -> None:
         """See :meth:`LTCCell.apply_weight_constraints`."""
@@ -501,6 +508,16 @@ class LTC(_SequenceModel):
         x, h, c, elapsed, mask, batched = self._normalise(x, hx, timespans, mask)
         cell = self.rnn_cell
         length = x.shape[1]
+        if not self.mixed_memory and cell._native_ready(
+            x, h, *([] if isinstance(elapsed, float) else [elapsed])
+        ):
+            states = cell._native_run(x, h, elapsed, mask)
+            h = states[-1].T
+            if self.return_sequences:
+                readout = cell._map_outputs(states.transpose(2, 0, 1))
+            else:
+                readout = cell._map_outputs(h)
+            return self._finish(readout, h, c, batched)
 
         prepared = cell._prepare(x.shape[0])
         num_c, den_c = cell._drive(prepared, x)

@@ -9,6 +9,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ncp_core import native
 from ncp_core.cells import synapses as syn
 from ncp_core.cells._checks import (
     as_float_array,
@@ -19,6 +20,7 @@ from ncp_core.cells._checks import (
     elapsed_column,
 )
 from ncp_core.errors import ModelError
+from ncp_core.native import ltc as native_ltc
 
 __all__ = ["MIN_ELAPSED", "LTCCell"]
 
@@ -112,8 +114,14 @@ class LTCCell(nn.Module):
         implicit_param_constraints (bool): Keep ``w, sensory_w, cm, gleak``
             positive with a softplus; otherwise call
             :meth:`apply_weight_constraints` after each update. Default: ``False``.
-        kernel (str): ``"dense"``, ``"sparse"`` or ``"auto"`` (see
-            :func:`~ncp_core.cells.synapses.choose_kernel`). Default: ``"auto"``.
+        kernel (str): ``"auto"``, ``"native"``, ``"sparse"`` or ``"dense"``.
+            ``"auto"`` and ``"native"`` run on the native CPU kernel
+            (:mod:`ncp_core.native`) whenever it can (CPU device, outside
+            ``mx.compile``/``mx.vmap``, a C compiler found) and otherwise on
+            the MLX kernel :func:`~ncp_core.cells.synapses.choose_kernel`
+            picks; ``"native"`` raises if the native kernel does not build.
+            ``"sparse"`` and ``"dense"`` always use that MLX kernel.
+            Default: ``"auto"``.
     """
 
     def __init__(
@@ -149,7 +157,16 @@ class LTCCell(nn.Module):
         self.ode_unfolds = check_size("ode_unfolds", ode_unfolds)
         self.epsilon = float(epsilon)
         self.implicit_param_constraints = bool(implicit_param_constraints)
-        self.kernel = syn.resolve_kernel(kernel, wiring)
+        self.native = kernel in ("auto", "native")
+        if kernel == "native" and not native_ltc.available():
+            raise ModelError(
+                "kernel='native' but the native LTC kernel is unavailable: "
+                f"{native.status()['failures'] or 'NCP_NATIVE turns it off'}; "
+                "use kernel='auto' to fall back to the MLX kernels"
+            )
+        self.kernel = syn.resolve_kernel(
+            "auto" if kernel == "native" else kernel, wiring
+        )
 
         n, s, m = wiring.units, wiring.input_dim, wiring.output_dim
         self.gleak = mx.random.uniform(0.001, 1.0, (n,))
@@ -221,6 +238,8 @@ class LTCCell(nn.Module):
         if self.kernel == "sparse":
             self._edges = syn.edge_index(self._polarity)
             self._sensory_edges = syn.edge_index(self._sensory_polarity)
+        self._native_lists: tuple[Any, Any] | None = None
+        self._native_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     def set_wiring_masks(
         self,
@@ -447,6 +466,106 @@ class LTCCell(nn.Module):
             mx.default_device().type == mx.DeviceType.cpu,
         )
 
+    # -- the native kernel --------------------------------------------------
+
+    @property
+    def uses_native(self) -> bool:
+        """Whether eager CPU calls run on the native kernel."""
+        return self.native and native_ltc.available()
+
+    def _native_ready(self, *arrays: mx.array) -> bool:
+        """Whether this call can run on the native kernel (evaluates ``arrays``)."""
+        return self.uses_native and native.can_run(*arrays)
+
+    def _native_synapse_lists(self) -> tuple[Any, Any]:
+        if self._native_lists is None:
+            self._native_lists = (
+                native_ltc.synapse_list(self._polarity),
+                native_ltc.synapse_list(self._sensory_polarity),
+            )
+        return self._native_lists
+
+    def _native_parameters(self) -> dict[str, Any]:
+        """The per-neuron and per-synapse values the native kernel takes.
+
+        Reused while the parameter, gain and time-scale arrays are the same
+        objects (MLX arrays are immutable; an update or a gradient trace
+        brings new ones), so repeated inference calls skip the gathers.
+        """
+        sources = (
+            self.gleak, self.vleak, self.cm, self.w, self.sigma, self.mu,
+            self.erev, self.sensory_w, self.sensory_sigma, self.sensory_mu,
+            self.sensory_erev, self._synapse_gains, self._sensory_synapse_gains,
+            self.get("_time_scales"),
+        )  # fmt: skip
+        cached = self._native_cache
+        if cached is not None and all(
+            a is b for a, b in zip(cached[0], sources, strict=True)
+        ):
+            return cached[1]
+        recurrent, sensory = self._native_synapse_lists()
+        positive = self._positive()
+        cm = positive(self.cm) * float(self.ode_unfolds)
+        if "_time_scales" in self:
+            cm = cm * self._time_scales
+
+        def on_synapses(matrix: mx.array, flat: mx.array) -> mx.array:
+            return mx.take(matrix.reshape(-1), flat)
+
+        w = positive(self.w) * self._synapse_gains
+        sensory_w = positive(self.sensory_w) * self._sensory_synapse_gains
+        values = {
+            "cm": cm,
+            "gleak": positive(self.gleak),
+            "vleak": self.vleak,
+            "synapses": tuple(
+                on_synapses(m, recurrent.flat)
+                for m in (w, self.sigma, self.mu, self.erev)
+            ),
+            "sensory_synapses": tuple(
+                on_synapses(m, sensory.flat)
+                for m in (sensory_w, self.sensory_sigma, self.sensory_mu,
+                          self.sensory_erev)
+            ),  # fmt: skip
+        }
+        self._native_cache = (sources, values)
+        return values
+
+    def _native_run(
+        self,
+        x: mx.array,
+        h: mx.array,
+        elapsed: float | mx.array,
+        mask: mx.array | None,
+    ) -> mx.array:
+        """Every step's state ``(L, N, B)`` for raw inputs ``x (B, L, S)``,
+        state ``h (B, N)``, elapsed times (a float or ``(B, L, 1)``) and an
+        optional ``(B, L)`` mask, on the native kernel."""
+        batch, length, _ = x.shape
+        recurrent, sensory = self._native_synapse_lists()
+        values = self._native_parameters()
+        if isinstance(elapsed, float):
+            dt = mx.full((length, batch), max(elapsed, MIN_ELAPSED))
+        else:
+            dt = mx.broadcast_to(
+                mx.maximum(elapsed[..., 0].T, MIN_ELAPSED), (length, batch)
+            )
+        return native_ltc.ltc_sequence(
+            recurrent,
+            sensory,
+            self._map_inputs(x).transpose(1, 2, 0),
+            h.T,
+            values["cm"],
+            dt,
+            None if mask is None else mask.T,
+            values["gleak"],
+            values["vleak"],
+            values["synapses"],
+            values["sensory_synapses"],
+            self.ode_unfolds,
+            self.epsilon,
+        )
+
     def __call__(
         self,
         inputs: mx.array,
@@ -462,6 +581,10 @@ class LTCCell(nn.Module):
         state = as_float_array(state, "state")
         check_step_shapes("LTCCell", inputs, state, self.sensory_size, self.state_size)
         elapsed = elapsed_column(elapsed_time, inputs.shape[0])
+        if self._native_ready(inputs, state):
+            steps = elapsed if isinstance(elapsed, float) else elapsed[:, :, None]
+            v = self._native_run(inputs[:, None, :], state, steps, None)[0].T
+            return self._map_outputs(v), v
         if isinstance(elapsed, float):
             # an array, not a constant: a new value must not retrace the step
             elapsed = mx.array(elapsed, dtype=mx.float32).reshape(1, 1)

@@ -1,0 +1,283 @@
+"""Native CPU kernels: C sources compiled on first use and loaded with ctypes.
+
+MLX runs one CPU thread, does not vectorise its compiled CPU kernels and pays
+a few microseconds for every kernel it launches. An LTC or wired-CfC
+sequence is thousands of tiny operations, so on the CPU most of the time goes
+to overhead. The kernels here run a whole sequence, forward or backward, in
+one C call: the synapse loops are vectorised over the batch, the batch is
+split across threads, and nothing is launched per step.
+
+They plug into MLX as ``mx.custom_function`` s (their gradients are written
+out in C), so they work under ``mx.grad``/``nn.value_and_grad`` but not
+inside ``mx.compile`` or ``mx.vmap``, where arrays cannot be read. Callers
+check :func:`can_run` and otherwise use the MLX kernels, which give the same
+values to float32 rounding.
+
+The sources (``*.c`` next to this file) are compiled with the system C
+compiler into a cache folder the first time a kernel is needed, once per
+source version, compiler and CPU; later processes load the cached library.
+
+Environment:
+
+- ``NCP_NATIVE``: ``0`` (or ``off``) never uses the native kernels; ``1``
+  (or ``on``) makes a failed build an error instead of a silent fallback.
+  Default: use them when they build.
+- ``NCP_NATIVE_CACHE``: the cache folder. Default:
+  ``$XDG_CACHE_HOME/ncp/native`` or ``~/.cache/ncp/native``.
+- ``NCP_NUM_THREADS``: threads per kernel call. Default: the CPUs this
+  process may use.
+- ``CC``: the C compiler. Default: ``cc``, then ``gcc``, then ``clang``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from ncp_core.errors import ModelError
+
+__all__ = [
+    "NativeUnavailable",
+    "as_buffer",
+    "available",
+    "can_run",
+    "enabled",
+    "load",
+    "num_threads",
+    "pointer",
+    "status",
+]
+
+SOURCE_DIR = Path(__file__).resolve().parent
+
+# First the fastest flags, then fallbacks for compilers without OpenMP or
+# without -march=native (e.g. Apple clang, some cross compilers).
+_FLAG_SETS = (
+    ("-O3", "-march=native", "-fopenmp"),
+    ("-O3", "-march=native"),
+    ("-O3",),
+)
+_COMMON_FLAGS = (
+    "-std=c11",
+    "-shared",
+    "-fPIC",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fopenmp-simd",
+)
+
+
+class NativeUnavailable(ModelError):
+    """The native kernels were required (``NCP_NATIVE=1``) but do not build."""
+
+
+_lock = threading.Lock()
+_libraries: dict[str, ctypes.CDLL] = {}
+_failures: dict[str, str] = {}
+
+
+def enabled() -> bool:
+    """False when ``NCP_NATIVE`` turns the native kernels off."""
+    return os.environ.get("NCP_NATIVE", "").strip().lower() not in ("0", "off", "no")
+
+
+def _required() -> bool:
+    return os.environ.get("NCP_NATIVE", "").strip().lower() in ("1", "on", "yes")
+
+
+def num_threads() -> int:
+    """Threads per native call: ``NCP_NUM_THREADS`` or the usable CPUs."""
+    value = os.environ.get("NCP_NUM_THREADS", "").strip()
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            raise ModelError(
+                f"NCP_NUM_THREADS must be a positive integer, got {value!r}"
+            ) from None
+        if threads < 1:
+            raise ModelError(f"NCP_NUM_THREADS must be at least 1, got {threads}")
+        return threads
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("NCP_NATIVE_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ncp" / "native"
+
+
+def _compilers() -> list[str]:
+    configured = os.environ.get("CC")
+    names = [configured] if configured else ["cc", "gcc", "clang"]
+    return [path for name in names if (path := shutil.which(name))]
+
+
+def _cpu_identity() -> str:
+    """What ``-march=native`` depends on: the CPU model and its feature flags."""
+    text = platform.machine() + platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("model name", "flags", "Features")):
+                    text += line
+                    if line.startswith(("flags", "Features")):
+                        break
+    except OSError:
+        pass
+    return text
+
+
+def _compiler_version(compiler: str) -> str:
+    try:
+        done = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.splitlines()[0] if done.stdout else ""
+
+
+def _build(name: str) -> Path:
+    """Compile ``<name>.c`` into the cache (if not there yet); its path."""
+    source = SOURCE_DIR / f"{name}.c"
+    # the headers the sources include are part of the version
+    code = source.read_bytes() + b"".join(
+        header.read_bytes() for header in sorted(SOURCE_DIR.glob("*.h"))
+    )
+    compilers = _compilers()
+    if not compilers:
+        raise OSError("no C compiler found (tried $CC, cc, gcc, clang)")
+    errors = []
+    for compiler in compilers:
+        version = _compiler_version(compiler)
+        for flags in _FLAG_SETS:
+            key = hashlib.sha256(
+                b"\0".join(
+                    [
+                        code,
+                        compiler.encode(),
+                        version.encode(),
+                        " ".join(flags + _COMMON_FLAGS).encode(),
+                        _cpu_identity().encode(),
+                        sys.platform.encode(),
+                    ]
+                )
+            ).hexdigest()[:16]
+            folder = _cache_dir()
+            target = folder / f"{name}-{key}.so"
+            if target.exists():
+                return target
+            folder.mkdir(parents=True, exist_ok=True)
+            # compile to a private name, then rename: a concurrent process
+            # (another rank) never loads a half-written library
+            handle, partial = tempfile.mkstemp(
+                prefix=f".{name}-", suffix=".so", dir=folder
+            )
+            os.close(handle)
+            command = [compiler, *flags, *_COMMON_FLAGS, str(source), "-o", partial]
+            command.append("-lm")
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=300
+                )
+            except (OSError, subprocess.SubprocessError) as error:
+                Path(partial).unlink(missing_ok=True)
+                errors.append(f"{' '.join(command)}: {error}")
+                continue
+            if done.returncode != 0:
+                Path(partial).unlink(missing_ok=True)
+                errors.append(f"{' '.join(command)}:\n{done.stderr.strip()[-2000:]}")
+                continue
+            os.replace(partial, target)
+            return target
+    raise OSError("the native kernels did not compile:\n" + "\n".join(errors))
+
+
+def load(name: str) -> ctypes.CDLL | None:
+    """The compiled library ``name`` (built on first use), or None.
+
+    None when ``NCP_NATIVE=0`` or the build failed (see :func:`status`);
+    with ``NCP_NATIVE=1`` a failed build raises :class:`NativeUnavailable`.
+    """
+    if not enabled():
+        return None
+    library = _libraries.get(name)
+    if library is not None:
+        return library
+    with _lock:
+        if name in _libraries:
+            return _libraries[name]
+        if name not in _failures:
+            try:
+                _libraries[name] = ctypes.CDLL(str(_build(name)))
+                return _libraries[name]
+            except OSError as error:
+                _failures[name] = str(error)
+    if _required():
+        raise NativeUnavailable(
+            f"NCP_NATIVE=1 but the native kernel {name!r} is unavailable: "
+            f"{_failures[name]}\nInstall a C compiler (e.g. gcc) or unset NCP_NATIVE."
+        )
+    return None
+
+
+def available(name: str) -> bool:
+    """Whether the native kernel ``name`` is enabled and builds here."""
+    return load(name) is not None
+
+
+def status() -> dict[str, Any]:
+    """What the native kernels look like in this process (for reports)."""
+    return {
+        "enabled": enabled(),
+        "threads": num_threads(),
+        "cache": str(_cache_dir()),
+        "loaded": sorted(_libraries),
+        "failures": dict(_failures),
+    }
+
+
+def can_run(*arrays: mx.array) -> bool:
+    """Whether a native kernel may run on these arrays now.
+
+    False on a non-CPU default device, and inside ``mx.compile`` or
+    ``mx.vmap`` (their arrays cannot be read): the caller then uses the MLX
+    kernels. Evaluates the arrays otherwise, which the kernel needs anyway.
+    """
+    if mx.default_device().type != mx.DeviceType.cpu:
+        return False
+    try:
+        mx.eval(*arrays)
+    except (ValueError, RuntimeError):
+        return False
+    return True
+
+
+def as_buffer(x: mx.array, dtype: Any = np.float32) -> np.ndarray:
+    """A C-contiguous numpy view (or copy, if it must convert) of ``x``."""
+    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+
+
+def pointer(array: np.ndarray | None) -> ctypes.c_void_p:
+    """The data pointer of a numpy array for a ctypes call (NULL for None)."""
+    if array is None:
+        return ctypes.c_void_p(None)
+    return ctypes.c_void_p(array.ctypes.data)

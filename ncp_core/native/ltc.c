@@ -1,0 +1,336 @@
+/* The LTC cell over a whole sequence, forward and backward, on the CPU.
+ *
+ * Per step t the sensory synapses give the constant drive
+ *   sn_j = g_l,j v_l,j + Σ_q a_qj E_qj,   sd_j = g_l,j + Σ_q a_qj,
+ *   a_qj = w_qj σ(s_qj (x_q − μ_qj)),
+ * and the ODE is unfolded K times from the previous state:
+ *   v_j ← (c_j v_j + sn_j + Σ_i a_ij E_ij) / (c_j + sd_j + Σ_i a_ij + ε),
+ *   a_ij = w_ij σ(s_ij (v_i − μ_ij)),   c_j = cm_j / Δt.
+ * Where keep[t, b] is 0 the state is carried over unchanged.
+ *
+ * Layouts (float32, C order): x (L, S, B); states (L, N, B); unfold states
+ * V (L, K+1, N, B) with V[t, 0] the start state of step t and V[t, K] the
+ * solver's result; denominators D (L, K, N, B); Δt and keep (L, B).
+ * Synapses are given sorted by target: ptr (N+1) offsets into src (E) and
+ * the per-synapse parameters w, s, mu, erev (E), for the recurrent (i → j)
+ * and the sensory (q → j) synapses alike.
+ *
+ * The batch is the innermost axis: every synapse is evaluated for a run of
+ * samples at once, which the compiler vectorises. Threads take contiguous
+ * runs of the batch; each keeps its own parameter-gradient sums.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "fastmath.h"
+
+typedef struct {
+  const int32_t *ptr;
+  const int32_t *src;
+  const float *w, *s, *mu, *erev;
+} synapses_t;
+
+typedef struct {
+  float *w, *s, *mu, *erev;
+} synapse_grads_t;
+
+/* the batch run [*lo, *hi) of thread `id` of `count`, in multiples of 8 */
+static void batch_run(int batch, int id, int count, int *lo, int *hi) {
+  int blocks = (batch + 7) / 8;
+  int per = blocks / count, extra = blocks % count;
+  int first = id * per + (id < extra ? id : extra);
+  int size = per + (id < extra ? 1 : 0);
+  *lo = first * 8 < batch ? first * 8 : batch;
+  *hi = (first + size) * 8 < batch ? (first + size) * 8 : batch;
+}
+
+/* sn, sd (N, B) over [lo, hi) for the inputs xt (S, B) of one step */
+static void sensory_drive(int N, int B, int lo, int hi, const float *xt,
+                          const synapses_t *sen, const float *gleak,
+                          const float *vleak, float *sn, float *sd) {
+  for (int j = 0; j < N; j++) {
+    float *num = sn + (size_t)j * B, *den = sd + (size_t)j * B;
+    float leak = gleak[j] * vleak[j], g = gleak[j];
+    for (int b = lo; b < hi; b++) {
+      num[b] = leak;
+      den[b] = g;
+    }
+    for (int e = sen->ptr[j]; e < sen->ptr[j + 1]; e++) {
+      const float *xq = xt + (size_t)sen->src[e] * B;
+      float w = sen->w[e], s = sen->s[e], mu = sen->mu[e], rev = sen->erev[e];
+#pragma omp simd
+      for (int b = lo; b < hi; b++) {
+        float a = w * ncp_sigmoid(s * (xq[b] - mu));
+        num[b] += a * rev;
+        den[b] += a;
+      }
+    }
+  }
+}
+
+void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
+                     const float *x, const float *u0, const float *cm,
+                     const float *dt, const float *gleak, const float *vleak,
+                     const uint8_t *keep, const int32_t *ptr,
+                     const int32_t *src, const float *w, const float *s,
+                     const float *mu, const float *erev, const int32_t *sptr,
+                     const int32_t *ssrc, const float *sw, const float *ss,
+                     const float *smu, const float *serev, float epsilon,
+                     float *states, float *V, float *D) {
+  synapses_t rec = {ptr, src, w, s, mu, erev};
+  synapses_t sen = {sptr, ssrc, sw, ss, smu, serev};
+  size_t plane = (size_t)N * B;
+  float *sn = malloc(sizeof(float) * plane), *sd = malloc(sizeof(float) * plane);
+  if (threads < 1) threads = 1;
+  if (threads > (B + 7) / 8) threads = (B + 7) / 8;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    int id = 0;
+#ifdef _OPENMP
+    id = omp_get_thread_num();
+#endif
+    int lo, hi;
+    batch_run(B, id, threads, &lo, &hi);
+    int run = hi - lo;
+    float *inv_dt = malloc(sizeof(float) * (run > 0 ? run : 1));
+    for (int t = 0; t < L && run > 0; t++) {
+      const float *start = t == 0 ? u0 : states + (size_t)(t - 1) * plane;
+      float *Vt = V + (size_t)t * (K + 1) * plane;
+      for (int j = 0; j < N; j++)
+        memcpy(Vt + (size_t)j * B + lo, start + (size_t)j * B + lo,
+               sizeof(float) * run);
+      for (int b = lo; b < hi; b++) inv_dt[b - lo] = 1.0f / dt[(size_t)t * B + b];
+      sensory_drive(N, B, lo, hi, x + (size_t)t * S * B, &sen, gleak, vleak, sn,
+                    sd);
+      for (int k = 0; k < K; k++) {
+        const float *v = Vt + (size_t)k * plane;
+        float *out = Vt + (size_t)(k + 1) * plane;
+        float *den_out = D + ((size_t)t * K + k) * plane;
+        for (int j = 0; j < N; j++) {
+          float *num = out + (size_t)j * B, *den = den_out + (size_t)j * B;
+          const float *vj = v + (size_t)j * B, *snj = sn + (size_t)j * B,
+                      *sdj = sd + (size_t)j * B;
+          float c = cm[j];
+#pragma omp simd
+          for (int b = lo; b < hi; b++) {
+            float ct = c * inv_dt[b - lo];
+            num[b] = ct * vj[b] + snj[b];
+            den[b] = ct + sdj[b] + epsilon;
+          }
+          for (int e = rec.ptr[j]; e < rec.ptr[j + 1]; e++) {
+            const float *vi = v + (size_t)rec.src[e] * B;
+            float we = rec.w[e], se = rec.s[e], me = rec.mu[e], re = rec.erev[e];
+#pragma omp simd
+            for (int b = lo; b < hi; b++) {
+              float a = we * ncp_sigmoid(se * (vi[b] - me));
+              num[b] += a * re;
+              den[b] += a;
+            }
+          }
+#pragma omp simd
+          for (int b = lo; b < hi; b++) num[b] = num[b] / den[b];
+        }
+      }
+      float *st = states + (size_t)t * plane;
+      const float *solved = Vt + (size_t)K * plane;
+      for (int j = 0; j < N; j++)
+        for (int b = lo; b < hi; b++) {
+          size_t i = (size_t)j * B + b;
+          st[i] = (keep == NULL || keep[(size_t)t * B + b]) ? solved[i] : start[i];
+        }
+    }
+    free(inv_dt);
+  }
+  free(sn);
+  free(sd);
+}
+
+void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
+                      const float *x, const float *cm, const float *dt,
+                      const float *gleak, const float *vleak,
+                      const uint8_t *keep, const int32_t *ptr,
+                      const int32_t *src, const float *w, const float *s,
+                      const float *mu, const float *erev, const int32_t *sptr,
+                      const int32_t *ssrc, const float *sw, const float *ss,
+                      const float *smu, const float *serev, const float *V,
+                      const float *D, const float *g_states, float *g_x,
+                      float *g_u0, float *g_cm, float *g_gleak, float *g_vleak,
+                      float *g_w, float *g_s, float *g_mu, float *g_erev,
+                      float *g_sw, float *g_ss, float *g_smu, float *g_serev) {
+  synapses_t rec = {ptr, src, w, s, mu, erev};
+  synapses_t sen = {sptr, ssrc, sw, ss, smu, serev};
+  int E = ptr[N], Es = sptr[N];
+  size_t plane = (size_t)N * B;
+  if (threads < 1) threads = 1;
+  if (threads > (B + 7) / 8) threads = (B + 7) / 8;
+  /* per thread: 4E + 4Es + 3N parameter-gradient sums */
+  size_t per_thread = 4 * (size_t)E + 4 * (size_t)Es + 3 * (size_t)N;
+  float *sums = calloc(per_thread * threads + 1, sizeof(float));
+  /* shared (N, B) work planes; threads touch disjoint batch runs */
+  float *g_a = malloc(sizeof(float) * plane), *g_b = malloc(sizeof(float) * plane);
+  float *g_num = malloc(sizeof(float) * plane), *g_den = malloc(sizeof(float) * plane);
+  float *gN = malloc(sizeof(float) * plane), *gD = malloc(sizeof(float) * plane);
+  float *carry = malloc(sizeof(float) * plane);
+  memset(g_x, 0, sizeof(float) * (size_t)L * S * B);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    int id = 0;
+#ifdef _OPENMP
+    id = omp_get_thread_num();
+#endif
+    int lo, hi;
+    batch_run(B, id, threads, &lo, &hi);
+    int run = hi - lo;
+    float *mine = sums + per_thread * id;
+    synapse_grads_t gr = {mine, mine + E, mine + 2 * E, mine + 3 * E};
+    float *sbase = mine + 4 * (size_t)E;
+    synapse_grads_t gsn = {sbase, sbase + Es, sbase + 2 * Es, sbase + 3 * Es};
+    float *gcm = sbase + 4 * (size_t)Es, *ggl = gcm + N, *gvl = ggl + N;
+    float *inv_dt = malloc(sizeof(float) * (run > 0 ? run : 1));
+    /* the state gradient and the next one; each thread swaps its own
+       pointers, over its own columns of the shared planes */
+    float *g = g_a, *g_next = g_b;
+    for (int j = 0; j < N; j++)
+      for (int b = lo; b < hi; b++) carry[(size_t)j * B + b] = 0.0f;
+    for (int t = L - 1; t >= 0 && run > 0; t--) {
+      const float *Vt = V + (size_t)t * (K + 1) * plane;
+      const float *gst = g_states + (size_t)t * plane;
+      for (int b = lo; b < hi; b++) inv_dt[b - lo] = 1.0f / dt[(size_t)t * B + b];
+      /* the gradient at the step's output splits into the solver's share
+         and, where the step was skipped, the carried state's */
+      for (int j = 0; j < N; j++)
+        for (int b = lo; b < hi; b++) {
+          size_t i = (size_t)j * B + b;
+          float total = gst[i] + carry[i];
+          int kept = keep == NULL || keep[(size_t)t * B + b];
+          g[i] = kept ? total : 0.0f;
+          carry[i] = kept ? 0.0f : total;
+          g_num[i] = 0.0f;
+          g_den[i] = 0.0f;
+        }
+      for (int k = K - 1; k >= 0; k--) {
+        const float *v = Vt + (size_t)k * plane, *out = Vt + (size_t)(k + 1) * plane;
+        const float *den = D + ((size_t)t * K + k) * plane;
+        for (int j = 0; j < N; j++) {
+          size_t row = (size_t)j * B;
+          float c = cm[j], gc = 0.0f;
+#pragma omp simd reduction(+ : gc)
+          for (int b = lo; b < hi; b++) {
+            float r = 1.0f / den[row + b];
+            float n_grad = g[row + b] * r;
+            float d_grad = -n_grad * out[row + b];
+            gN[row + b] = n_grad;
+            gD[row + b] = d_grad;
+            gc += (n_grad * v[row + b] + d_grad) * inv_dt[b - lo];
+            g_num[row + b] += n_grad;
+            g_den[row + b] += d_grad;
+            g_next[row + b] = n_grad * c * inv_dt[b - lo];
+          }
+          gcm[j] += gc;
+        }
+        for (int j = 0; j < N; j++) {
+          const float *gNj = gN + (size_t)j * B, *gDj = gD + (size_t)j * B;
+          for (int e = rec.ptr[j]; e < rec.ptr[j + 1]; e++) {
+            size_t srow = (size_t)rec.src[e] * B;
+            const float *vi = v + srow;
+            float *gi = g_next + srow;
+            float we = rec.w[e], se = rec.s[e], me = rec.mu[e], re = rec.erev[e];
+            float sum_e = 0.0f, sum_w = 0.0f, sum_s = 0.0f, sum_mu = 0.0f;
+#pragma omp simd reduction(+ : sum_e, sum_w, sum_s, sum_mu)
+            for (int b = lo; b < hi; b++) {
+              float d = vi[b] - me;
+              float sg = ncp_sigmoid(se * d);
+              float da = gNj[b] * re + gDj[b];
+              sum_e += gNj[b] * sg;
+              sum_w += da * sg;
+              float dz = da * we * sg * (1.0f - sg);
+              sum_s += dz * d;
+              sum_mu += dz;
+              gi[b] += dz * se;
+            }
+            gr.erev[e] += we * sum_e;
+            gr.w[e] += sum_w;
+            gr.s[e] += sum_s;
+            gr.mu[e] -= se * sum_mu;
+          }
+        }
+        float *swap = g;
+        g = g_next;
+        g_next = swap;
+      }
+      /* the sensory drive and the leak */
+      const float *xt = x + (size_t)t * S * B;
+      float *gxt = g_x + (size_t)t * S * B;
+      for (int j = 0; j < N; j++) {
+        size_t row = (size_t)j * B;
+        float sum_num = 0.0f, sum_den = 0.0f;
+#pragma omp simd reduction(+ : sum_num, sum_den)
+        for (int b = lo; b < hi; b++) {
+          sum_num += g_num[row + b];
+          sum_den += g_den[row + b];
+        }
+        ggl[j] += sum_num * vleak[j] + sum_den;
+        gvl[j] += sum_num * gleak[j];
+        for (int e = sen.ptr[j]; e < sen.ptr[j + 1]; e++) {
+          size_t qrow = (size_t)sen.src[e] * B;
+          const float *xq = xt + qrow;
+          float *gq = gxt + qrow;
+          float we = sen.w[e], se = sen.s[e], me = sen.mu[e], re = sen.erev[e];
+          float sum_e = 0.0f, sum_w = 0.0f, sum_s = 0.0f, sum_mu = 0.0f;
+#pragma omp simd reduction(+ : sum_e, sum_w, sum_s, sum_mu)
+          for (int b = lo; b < hi; b++) {
+            float d = xq[b] - me;
+            float sg = ncp_sigmoid(se * d);
+            float da = g_num[row + b] * re + g_den[row + b];
+            sum_e += g_num[row + b] * sg;
+            sum_w += da * sg;
+            float dz = da * we * sg * (1.0f - sg);
+            sum_s += dz * d;
+            sum_mu += dz;
+            gq[b] += dz * se;
+          }
+          gsn.erev[e] += we * sum_e;
+          gsn.w[e] += sum_w;
+          gsn.s[e] += sum_s;
+          gsn.mu[e] -= se * sum_mu;
+        }
+      }
+      /* what reaches the previous step's state */
+      for (int j = 0; j < N; j++)
+        for (int b = lo; b < hi; b++) carry[(size_t)j * B + b] += g[(size_t)j * B + b];
+    }
+    for (int j = 0; j < N; j++)
+      for (int b = lo; b < hi; b++)
+        g_u0[(size_t)j * B + b] = carry[(size_t)j * B + b];
+    free(inv_dt);
+  }
+  /* sum the threads' parameter gradients */
+  float *outs[11] = {g_w, g_s, g_mu, g_erev, g_sw, g_ss, g_smu, g_serev,
+                     g_cm, g_gleak, g_vleak};
+  size_t sizes[11] = {E, E, E, E, Es, Es, Es, Es, N, N, N};
+  size_t offset = 0;
+  for (int o = 0; o < 11; o++) {
+    for (size_t i = 0; i < sizes[o]; i++) {
+      float total = 0.0f;
+      for (int th = 0; th < threads; th++) total += sums[per_thread * th + offset + i];
+      outs[o][i] = total;
+    }
+    offset += sizes[o];
+  }
+  free(sums);
+  free(g_a);
+  free(g_b);
+  free(g_num);
+  free(g_den);
+  free(gN);
+  free(gD);
+  free(carry);
+}
