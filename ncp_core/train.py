@@ -62,6 +62,7 @@ from ncp_core.runs import (
     RunFolder,
     sha256_file,
 )
+from ncp_core.training import uses_native
 from ncp_core.wiring import Wiring
 
 __all__ = [
@@ -832,7 +833,10 @@ class Trainer:
         self.plots = plots
         if compile == "auto":
             per_epoch = math.ceil(len(prepared.train) / training.batch_size)
-            compile = training.epochs * per_epoch >= COMPILE_MIN_STEPS
+            compile = (
+                training.epochs * per_epoch >= COMPILE_MIN_STEPS
+                and not uses_native(run.model)
+            )
         self.compile = bool(compile)
         self.dp = dp if dp is not None else DataParallel(None)
         self.rank, self.size = self.dp.rank, self.dp.size

@@ -11,7 +11,19 @@ import mlx.optimizers as optim
 
 from ncp_core.cells import LTCCell
 
-__all__ = ["make_train_step"]
+__all__ = ["make_train_step", "uses_native"]
+
+
+def uses_native(model: nn.Module) -> bool:
+    """Whether some cell of ``model`` runs on the native CPU kernels.
+
+    Those kernels are C calls that ``mx.compile`` cannot trace (inside it the
+    cells fall back to the MLX kernels), and they are faster than a compiled
+    MLX step, so such models train best uncompiled.
+    """
+    return any(
+        getattr(module, "uses_native", False) for _, module in model.named_modules()
+    )
 
 
 def _constrained_cells(model: nn.Module) -> list[LTCCell]:
@@ -27,7 +39,7 @@ def make_train_step(
     model: nn.Module,
     optimizer: optim.Optimizer,
     loss_fn: Callable[..., mx.array],
-    compile: bool = True,
+    compile: bool | str = "auto",
     average_gradients: Callable[[Any], Any] | None = None,
 ) -> Callable[..., mx.array]:
     """A function ``step(*batch) -> loss`` that updates ``model`` once.
@@ -48,7 +60,9 @@ def make_train_step(
         model (nn.Module): The model to train.
         optimizer (mlx.optimizers.Optimizer): Its optimizer.
         loss_fn (callable): ``loss_fn(model, *batch) -> scalar``.
-        compile (bool): Compile with ``mx.compile``. Default: ``True``.
+        compile (bool | str): Compile with ``mx.compile``; ``"auto"``
+            compiles unless the model runs on the native CPU kernels
+            (:func:`uses_native`). Default: ``"auto"``.
         average_gradients (callable, optional): Applied to the gradient tree
             before the update; data-parallel runs pass
             :meth:`ncp_core.distributed.DataParallel.average_gradients` so
@@ -66,6 +80,8 @@ def make_train_step(
             cell.apply_weight_constraints()
         return loss
 
+    if compile == "auto":
+        compile = not uses_native(model)
     if compile:
         # The state trees must be complete before tracing; init keeps any
         # optimizer state that already exists.

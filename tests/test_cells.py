@@ -405,7 +405,7 @@ def test_large_dense_activations_use_the_vectorised_sigmoid_with_equal_results(
 
 
 def test_a_new_elapsed_time_gives_the_eager_result_of_the_compiled_step():
-    cell = LTCCell(AutoNCP(12, 2), 3)
+    cell = LTCCell(AutoNCP(12, 2), 3, kernel="dense")
     x, h = mx.random.normal((2, 3)), mx.random.normal((2, 12)) * 0.2
 
     for elapsed in (1.0, 0.25, 3.0):

@@ -524,8 +524,12 @@ class LTCCell(nn.Module):
             ),
             "sensory_synapses": tuple(
                 on_synapses(m, sensory.flat)
-                for m in (sensory_w, self.sensory_sigma, self.sensory_mu,
-                          self.sensory_erev)
+                for m in (
+                    sensory_w,
+                    self.sensory_sigma,
+                    self.sensory_mu,
+                    self.sensory_erev,
+                )
             ),  # fmt: skip
         }
         self._native_cache = (sources, values)
