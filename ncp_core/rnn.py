@@ -508,15 +508,14 @@ class LTC(_SequenceModel):
         x, h, c, elapsed, mask, batched = self._normalise(x, hx, timespans, mask)
         cell = self.rnn_cell
         length = x.shape[1]
-        if not self.mixed_memory and cell._native_ready(
-            x, h, *([] if isinstance(elapsed, float) else [elapsed])
-        ):
-            states = cell._native_run(x, h, elapsed, mask)
-            h = states[-1].T
-            if self.return_sequences:
-                readout = cell._map_outputs(states.transpose(2, 0, 1))
-            else:
-                readout = cell._map_outputs(h)
+        native_result = (
+            None if self.mixed_memory else cell._native_run(x, h, elapsed, mask)
+        )
+        if native_result is not None:
+            states, readout = native_result
+            h = states[:, -1]
+            if not self.return_sequences:
+                readout = readout[:, -1]
             return self._finish(readout, h, c, batched)
 
         prepared = cell._prepare(x.shape[0])

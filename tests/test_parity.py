@@ -73,7 +73,7 @@ def golden_ltc_cell(implicit: bool, kernel: str) -> LTCCell:
     return cell
 
 
-@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+@pytest.mark.parametrize("kernel", ["dense", "sparse", "native"])
 @pytest.mark.parametrize(
     ("implicit", "elapsed", "output", "state"),
     [
@@ -94,7 +94,7 @@ def test_ltc_cell_step_matches_reference_golden_values(
     assert_close(h, [state])
 
 
-@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+@pytest.mark.parametrize("kernel", ["dense", "sparse", "native"])
 def test_ltc_cell_four_steps_match_reference_golden_sequence(kernel):
     cell = golden_ltc_cell(False, kernel)
     inputs = lin(-1, 1, (1, 4, 2))
@@ -251,7 +251,9 @@ def build_case(data, case: str, kernel: str):
 LTC_KERNELS = [
     (case, kernel)
     for case in fixture_cases()
-    for kernel in (("dense", "sparse") if case.startswith("ltc") else ("auto",))
+    for kernel in (
+        ("dense", "sparse", "native") if case.startswith("ltc") else ("auto",)
+    )
 ]
 
 

@@ -107,7 +107,7 @@ def test_l1_sensory_synapse_count_counts_the_sensory_synapses():
     assert model.synapse_count == wiring.synapse_count
 
 
-@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+@pytest.mark.parametrize("kernel", ["dense", "sparse", "native"])
 def test_l3_zero_elapsed_time_is_finite_and_keeps_the_state(kernel):
     """L3: elapsed time 0 gives a finite step that leaves the state unchanged."""
     wiring = AutoNCP(12, 2)

@@ -473,10 +473,6 @@ class LTCCell(nn.Module):
         """Whether eager CPU calls run on the native kernel."""
         return self.native and native_ltc.available()
 
-    def _native_ready(self, *arrays: mx.array) -> bool:
-        """Whether this call can run on the native kernel (evaluates ``arrays``)."""
-        return self.uses_native and native.can_run(*arrays)
-
     def _native_synapse_lists(self) -> tuple[Any, Any]:
         if self._native_lists is None:
             self._native_lists = (
@@ -496,7 +492,8 @@ class LTCCell(nn.Module):
             self.gleak, self.vleak, self.cm, self.w, self.sigma, self.mu,
             self.erev, self.sensory_w, self.sensory_sigma, self.sensory_mu,
             self.sensory_erev, self._synapse_gains, self._sensory_synapse_gains,
-            self.get("_time_scales"),
+            self.get("_time_scales"), self.get("input_w"), self.get("input_b"),
+            self.get("output_w"), self.get("output_b"),
         )  # fmt: skip
         cached = self._native_cache
         if cached is not None and all(
@@ -514,7 +511,20 @@ class LTCCell(nn.Module):
 
         w = positive(self.w) * self._synapse_gains
         sensory_w = positive(self.sensory_w) * self._sensory_synapse_gains
+        features = self.sensory_size
         values = {
+            "input_w": self.input_w
+            if "input_w" in self
+            else mx.ones((features,), mx.float32),
+            "input_b": self.input_b
+            if "input_b" in self
+            else mx.zeros((features,), mx.float32),
+            "output_w": self.output_w
+            if "output_w" in self
+            else mx.ones((self.motor_size,), mx.float32),
+            "output_b": self.output_b
+            if "output_b" in self
+            else mx.zeros((self.motor_size,), mx.float32),
             "cm": cm,
             "gleak": positive(self.gleak),
             "vleak": self.vleak,
@@ -530,7 +540,7 @@ class LTCCell(nn.Module):
                     self.sensory_mu,
                     self.sensory_erev,
                 )
-            ),  # fmt: skip
+            ),
         }
         self._native_cache = (sources, values)
         return values
@@ -541,29 +551,49 @@ class LTCCell(nn.Module):
         h: mx.array,
         elapsed: float | mx.array,
         mask: mx.array | None,
-    ) -> mx.array:
-        """Every step's state ``(L, N, B)`` for raw inputs ``x (B, L, S)``,
-        state ``h (B, N)``, elapsed times (a float or ``(B, L, 1)``) and an
-        optional ``(B, L)`` mask, on the native kernel."""
-        batch, length, _ = x.shape
+    ) -> tuple[mx.array, mx.array] | None:
+        """Every step's state ``(B, L, N)`` and readout ``(B, L, M)`` for raw
+        inputs ``x (B, L, S)``, state ``h (B, N)``, elapsed times (a float or
+        ``(B, L, 1)``) and an optional ``(B, L)`` mask, on the native kernel;
+        ``(B, N)`` and ``(B, M)`` for one step given as ``x (B, S)``. None
+        where it cannot run now (inside ``mx.compile``/``mx.vmap``, or not on
+        the CPU)."""
+        if not self.uses_native:
+            return None
+        batch, length = x.shape[0], (1 if x.ndim == 2 else x.shape[1])
         recurrent, sensory = self._native_synapse_lists()
         values = self._native_parameters()
         if isinstance(elapsed, float):
-            dt = mx.full((length, batch), max(elapsed, MIN_ELAPSED))
+            dt = mx.array([max(elapsed, MIN_ELAPSED)], mx.float32)
         else:
             dt = mx.broadcast_to(
-                mx.maximum(elapsed[..., 0].T, MIN_ELAPSED), (length, batch)
+                mx.maximum(elapsed[..., 0], MIN_ELAPSED), (batch, length)
             )
+        arguments = (
+            x,
+            values["input_w"],
+            values["input_b"],
+            h,
+            values["cm"],
+            dt,
+            mask,
+            values["gleak"],
+            values["vleak"],
+            values["output_w"],
+            values["output_b"],
+        )
+        # one evaluation for all of them (mostly a no-op: inputs and cached
+        # parameters are already evaluated); it fails while being traced
+        if not native.can_run(
+            *(a for a in arguments if a is not None),
+            *values["synapses"],
+            *values["sensory_synapses"],
+        ):
+            return None
         return native_ltc.ltc_sequence(
             recurrent,
             sensory,
-            self._map_inputs(x).transpose(1, 2, 0),
-            h.T,
-            values["cm"],
-            dt,
-            None if mask is None else mask.T,
-            values["gleak"],
-            values["vleak"],
+            *arguments,
             values["synapses"],
             values["sensory_synapses"],
             self.ode_unfolds,
@@ -585,10 +615,11 @@ class LTCCell(nn.Module):
         state = as_float_array(state, "state")
         check_step_shapes("LTCCell", inputs, state, self.sensory_size, self.state_size)
         elapsed = elapsed_column(elapsed_time, inputs.shape[0])
-        if self._native_ready(inputs, state):
-            steps = elapsed if isinstance(elapsed, float) else elapsed[:, :, None]
-            v = self._native_run(inputs[:, None, :], state, steps, None)[0].T
-            return self._map_outputs(v), v
+        steps = elapsed if isinstance(elapsed, float) else elapsed[:, :, None]
+        native_result = self._native_run(inputs, state, steps, None)
+        if native_result is not None:
+            v, y = native_result
+            return y, v
         if isinstance(elapsed, float):
             # an array, not a constant: a new value must not retrace the step
             elapsed = mx.array(elapsed, dtype=mx.float32).reshape(1, 1)

@@ -276,8 +276,8 @@ def as_buffer(x: mx.array, dtype: Any = np.float32) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x), dtype=dtype)
 
 
-def pointer(array: np.ndarray | None) -> ctypes.c_void_p:
-    """The data pointer of a numpy array for a ctypes call (NULL for None)."""
+def pointer(array: np.ndarray | None) -> int | None:
+    """The data address of a numpy array for a ctypes call (None for NULL)."""
     if array is None:
-        return ctypes.c_void_p(None)
-    return ctypes.c_void_p(array.ctypes.data)
+        return None
+    return int(array.__array_interface__["data"][0])

@@ -8,9 +8,13 @@
  *   a_ij = w_ij σ(s_ij (v_i − μ_ij)),   c_j = cm_j / Δt.
  * Where keep[t, b] is 0 the state is carried over unchanged.
  *
- * Layouts (float32, C order): x (L, S, B); states (L, N, B); unfold states
- * V (L, K+1, N, B) with V[t, 0] the start state of step t and V[t, K] the
- * solver's result; denominators D (L, K, N, B); Δt and keep (L, B).
+ * The inputs are mapped first, x_q ← x_q win_q + bin_q.
+ *
+ * Layouts (float32, C order): inputs x (B, L, S), start state u0 (B, N),
+ * states (B, L, N), Δt and keep (B, L) (or one Δt for all: dt_full = 0);
+ * saved for the backward: unfold states V (L, K+1, N, B) with V[t, 0] the
+ * start state of step t and V[t, K] the solver's result, and denominators
+ * D (L, K, N, B).
  * Synapses are given sorted by target: ptr (N+1) offsets into src (E) and
  * the per-synapse parameters w, s, mu, erev (E), for the recurrent (i → j)
  * and the sensory (q → j) synapses alike.
@@ -48,6 +52,16 @@ static void batch_run(int batch, int id, int count, int *lo, int *hi) {
   *hi = (first + size) * 8 < batch ? (first + size) * 8 : batch;
 }
 
+/* the mapped inputs of step t as (S, B) columns [lo, hi) of xt */
+static void step_inputs(int B, int L, int S, int t, int lo, int hi,
+                        const float *x, const float *win, const float *bin,
+                        float *xt) {
+  for (int b = lo; b < hi; b++) {
+    const float *row = x + ((size_t)b * L + t) * S;
+    for (int q = 0; q < S; q++) xt[(size_t)q * B + b] = row[q] * win[q] + bin[q];
+  }
+}
+
 /* sn, sd (N, B) over [lo, hi) for the inputs xt (S, B) of one step */
 static void sensory_drive(int N, int B, int lo, int hi, const float *xt,
                           const synapses_t *sen, const float *gleak,
@@ -73,8 +87,9 @@ static void sensory_drive(int N, int B, int lo, int hi, const float *xt,
 }
 
 void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
-                     const float *x, const float *u0, const float *cm,
-                     const float *dt, const float *gleak, const float *vleak,
+                     const float *x, const float *win, const float *bin,
+                     const float *u0, const float *cm, const float *dt,
+                     int dt_full, const float *gleak, const float *vleak,
                      const uint8_t *keep, const int32_t *ptr,
                      const int32_t *src, const float *w, const float *s,
                      const float *mu, const float *erev, const int32_t *sptr,
@@ -85,6 +100,7 @@ void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
   synapses_t sen = {sptr, ssrc, sw, ss, smu, serev};
   size_t plane = (size_t)N * B;
   float *sn = malloc(sizeof(float) * plane), *sd = malloc(sizeof(float) * plane);
+  float *xt = malloc(sizeof(float) * ((size_t)S * B + 1));
   if (threads < 1) threads = 1;
   if (threads > (B + 7) / 8) threads = (B + 7) / 8;
 #ifdef _OPENMP
@@ -100,14 +116,25 @@ void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
     int run = hi - lo;
     float *inv_dt = malloc(sizeof(float) * (run > 0 ? run : 1));
     for (int t = 0; t < L && run > 0; t++) {
-      const float *start = t == 0 ? u0 : states + (size_t)(t - 1) * plane;
       float *Vt = V + (size_t)t * (K + 1) * plane;
-      for (int j = 0; j < N; j++)
-        memcpy(Vt + (size_t)j * B + lo, start + (size_t)j * B + lo,
-               sizeof(float) * run);
-      for (int b = lo; b < hi; b++) inv_dt[b - lo] = 1.0f / dt[(size_t)t * B + b];
-      sensory_drive(N, B, lo, hi, x + (size_t)t * S * B, &sen, gleak, vleak, sn,
-                    sd);
+      if (t == 0) {
+        for (int j = 0; j < N; j++)
+          for (int b = lo; b < hi; b++) Vt[(size_t)j * B + b] = u0[(size_t)b * N + j];
+      } else {
+        /* the previous step's state: its result where it was kept */
+        const float *prev = Vt - (size_t)(K + 1) * plane;
+        const float *solved = prev + (size_t)K * plane;
+        for (int j = 0; j < N; j++)
+          for (int b = lo; b < hi; b++) {
+            size_t i = (size_t)j * B + b;
+            int kept = keep == NULL || keep[(size_t)b * L + t - 1];
+            Vt[i] = kept ? solved[i] : prev[i];
+          }
+      }
+      for (int b = lo; b < hi; b++)
+        inv_dt[b - lo] = 1.0f / (dt_full ? dt[(size_t)b * L + t] : dt[0]);
+      step_inputs(B, L, S, t, lo, hi, x, win, bin, xt);
+      sensory_drive(N, B, lo, hi, xt, &sen, gleak, vleak, sn, sd);
       for (int k = 0; k < K; k++) {
         const float *v = Vt + (size_t)k * plane;
         float *out = Vt + (size_t)(k + 1) * plane;
@@ -137,22 +164,24 @@ void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
           for (int b = lo; b < hi; b++) num[b] = num[b] / den[b];
         }
       }
-      float *st = states + (size_t)t * plane;
-      const float *solved = Vt + (size_t)K * plane;
-      for (int j = 0; j < N; j++)
-        for (int b = lo; b < hi; b++) {
-          size_t i = (size_t)j * B + b;
-          st[i] = (keep == NULL || keep[(size_t)t * B + b]) ? solved[i] : start[i];
-        }
+      const float *start = Vt, *solved = Vt + (size_t)K * plane;
+      for (int b = lo; b < hi; b++) {
+        float *st = states + ((size_t)b * L + t) * N;
+        int kept = keep == NULL || keep[(size_t)b * L + t];
+        const float *from = kept ? solved : start;
+        for (int j = 0; j < N; j++) st[j] = from[(size_t)j * B + b];
+      }
     }
     free(inv_dt);
   }
   free(sn);
   free(sd);
+  free(xt);
 }
 
 void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
-                      const float *x, const float *cm, const float *dt,
+                      const float *x, const float *win, const float *bin,
+                      const float *cm, const float *dt, int dt_full,
                       const float *gleak, const float *vleak,
                       const uint8_t *keep, const int32_t *ptr,
                       const int32_t *src, const float *w, const float *s,
@@ -160,24 +189,28 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
                       const int32_t *ssrc, const float *sw, const float *ss,
                       const float *smu, const float *serev, const float *V,
                       const float *D, const float *g_states, float *g_x,
-                      float *g_u0, float *g_cm, float *g_gleak, float *g_vleak,
-                      float *g_w, float *g_s, float *g_mu, float *g_erev,
-                      float *g_sw, float *g_ss, float *g_smu, float *g_serev) {
+                      float *g_win, float *g_bin, float *g_u0, float *g_cm,
+                      float *g_gleak, float *g_vleak, float *g_w, float *g_s,
+                      float *g_mu, float *g_erev, float *g_sw, float *g_ss,
+                      float *g_smu, float *g_serev) {
   synapses_t rec = {ptr, src, w, s, mu, erev};
   synapses_t sen = {sptr, ssrc, sw, ss, smu, serev};
   int E = ptr[N], Es = sptr[N];
   size_t plane = (size_t)N * B;
   if (threads < 1) threads = 1;
   if (threads > (B + 7) / 8) threads = (B + 7) / 8;
-  /* per thread: 4E + 4Es + 3N parameter-gradient sums */
-  size_t per_thread = 4 * (size_t)E + 4 * (size_t)Es + 3 * (size_t)N;
+  /* per thread: 4E + 4Es + 3N + 2S parameter-gradient sums */
+  size_t per_thread =
+      4 * (size_t)E + 4 * (size_t)Es + 3 * (size_t)N + 2 * (size_t)S;
   float *sums = calloc(per_thread * threads + 1, sizeof(float));
   /* shared (N, B) work planes; threads touch disjoint batch runs */
   float *g_a = malloc(sizeof(float) * plane), *g_b = malloc(sizeof(float) * plane);
   float *g_num = malloc(sizeof(float) * plane), *g_den = malloc(sizeof(float) * plane);
   float *gN = malloc(sizeof(float) * plane), *gD = malloc(sizeof(float) * plane);
   float *carry = malloc(sizeof(float) * plane);
-  memset(g_x, 0, sizeof(float) * (size_t)L * S * B);
+  /* the mapped inputs of a step and their gradient, (S, B) */
+  float *xt = malloc(sizeof(float) * ((size_t)S * B + 1));
+  float *gxt = malloc(sizeof(float) * ((size_t)S * B + 1));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -194,6 +227,7 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
     float *sbase = mine + 4 * (size_t)E;
     synapse_grads_t gsn = {sbase, sbase + Es, sbase + 2 * Es, sbase + 3 * Es};
     float *gcm = sbase + 4 * (size_t)Es, *ggl = gcm + N, *gvl = ggl + N;
+    float *gwin = gvl + N, *gbin = gwin + S;
     float *inv_dt = malloc(sizeof(float) * (run > 0 ? run : 1));
     /* the state gradient and the next one; each thread swaps its own
        pointers, over its own columns of the shared planes */
@@ -202,20 +236,22 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
       for (int b = lo; b < hi; b++) carry[(size_t)j * B + b] = 0.0f;
     for (int t = L - 1; t >= 0 && run > 0; t--) {
       const float *Vt = V + (size_t)t * (K + 1) * plane;
-      const float *gst = g_states + (size_t)t * plane;
-      for (int b = lo; b < hi; b++) inv_dt[b - lo] = 1.0f / dt[(size_t)t * B + b];
+      for (int b = lo; b < hi; b++)
+        inv_dt[b - lo] = 1.0f / (dt_full ? dt[(size_t)b * L + t] : dt[0]);
       /* the gradient at the step's output splits into the solver's share
          and, where the step was skipped, the carried state's */
-      for (int j = 0; j < N; j++)
-        for (int b = lo; b < hi; b++) {
+      for (int b = lo; b < hi; b++) {
+        const float *gst = g_states + ((size_t)b * L + t) * N;
+        int kept = keep == NULL || keep[(size_t)b * L + t];
+        for (int j = 0; j < N; j++) {
           size_t i = (size_t)j * B + b;
-          float total = gst[i] + carry[i];
-          int kept = keep == NULL || keep[(size_t)t * B + b];
+          float total = gst[j] + carry[i];
           g[i] = kept ? total : 0.0f;
           carry[i] = kept ? 0.0f : total;
           g_num[i] = 0.0f;
           g_den[i] = 0.0f;
         }
+      }
       for (int k = K - 1; k >= 0; k--) {
         const float *v = Vt + (size_t)k * plane, *out = Vt + (size_t)(k + 1) * plane;
         const float *den = D + ((size_t)t * K + k) * plane;
@@ -267,8 +303,9 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
         g_next = swap;
       }
       /* the sensory drive and the leak */
-      const float *xt = x + (size_t)t * S * B;
-      float *gxt = g_x + (size_t)t * S * B;
+      step_inputs(B, L, S, t, lo, hi, x, win, bin, xt);
+      for (int q = 0; q < S; q++)
+        for (int b = lo; b < hi; b++) gxt[(size_t)q * B + b] = 0.0f;
       for (int j = 0; j < N; j++) {
         size_t row = (size_t)j * B;
         float sum_num = 0.0f, sum_den = 0.0f;
@@ -303,21 +340,31 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
           gsn.mu[e] -= se * sum_mu;
         }
       }
+      /* back through the input mapping */
+      for (int b = lo; b < hi; b++) {
+        const float *row = x + ((size_t)b * L + t) * S;
+        float *grow = g_x + ((size_t)b * L + t) * S;
+        for (int q = 0; q < S; q++) {
+          float gq = gxt[(size_t)q * B + b];
+          grow[q] = gq * win[q];
+          gwin[q] += gq * row[q];
+          gbin[q] += gq;
+        }
+      }
       /* what reaches the previous step's state */
       for (int j = 0; j < N; j++)
         for (int b = lo; b < hi; b++) carry[(size_t)j * B + b] += g[(size_t)j * B + b];
     }
-    for (int j = 0; j < N; j++)
-      for (int b = lo; b < hi; b++)
-        g_u0[(size_t)j * B + b] = carry[(size_t)j * B + b];
+    for (int b = lo; b < hi; b++)
+      for (int j = 0; j < N; j++) g_u0[(size_t)b * N + j] = carry[(size_t)j * B + b];
     free(inv_dt);
   }
   /* sum the threads' parameter gradients */
-  float *outs[11] = {g_w, g_s, g_mu, g_erev, g_sw, g_ss, g_smu, g_serev,
-                     g_cm, g_gleak, g_vleak};
-  size_t sizes[11] = {E, E, E, E, Es, Es, Es, Es, N, N, N};
+  float *outs[13] = {g_w,  g_s,  g_mu,    g_erev,  g_sw,  g_ss, g_smu,
+                     g_serev, g_cm, g_gleak, g_vleak, g_win, g_bin};
+  size_t sizes[13] = {E, E, E, E, Es, Es, Es, Es, N, N, N, S, S};
   size_t offset = 0;
-  for (int o = 0; o < 11; o++) {
+  for (int o = 0; o < 13; o++) {
     for (size_t i = 0; i < sizes[o]; i++) {
       float total = 0.0f;
       for (int th = 0; th < threads; th++) total += sums[per_thread * th + offset + i];
@@ -333,4 +380,6 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
   free(gN);
   free(gD);
   free(carry);
+  free(xt);
+  free(gxt);
 }

@@ -61,11 +61,14 @@ def _library() -> Any:
         return None
     if not getattr(library, "_ncp_typed", False):
         library.ncp_ltc_forward.restype = None
-        library.ncp_ltc_forward.argtypes = [_int] * 6 + [_ptr] * 19 + [
-            ctypes.c_float
-        ] + [_ptr] * 3
+        library.ncp_ltc_forward.argtypes = (
+            [_int] * 6 + [_ptr] * 6 + [_int] + [_ptr] * 15 + [ctypes.c_float]
+            + [_ptr] * 3
+        )  # fmt: skip
         library.ncp_ltc_backward.restype = None
-        library.ncp_ltc_backward.argtypes = [_int] * 6 + [_ptr] * 31
+        library.ncp_ltc_backward.argtypes = (
+            [_int] * 6 + [_ptr] * 5 + [_int] + [_ptr] * 15 + [_ptr] * 18
+        )
         library._ncp_typed = True
     return library
 
@@ -88,74 +91,75 @@ def _make_function(
     sen_ptr, sen_src = sensory.ptr, sensory.src
     p = native.pointer
 
+    def common(arrays: tuple[mx.array, ...]) -> tuple[Any, ...]:
+        """Sizes and the buffers both directions read, in the C order."""
+        x, win, bin_, u0, cm, dt, keep, gleak, vleak, _, _, *synapses = arrays
+        batch, n = u0.shape
+        features = win.shape[0]
+        length = x.size // (batch * features)
+        buffers = _buffers(x, win, bin_, cm, dt, gleak, vleak, *synapses)
+        keep_buffer = None if keep.size == 0 else native.as_buffer(keep, np.uint8)
+        return (batch, length, n, features), buffers, keep_buffer
+
     @mx.custom_function
-    def sequence(
-        x: mx.array,
-        u0: mx.array,
-        cm: mx.array,
-        dt: mx.array,
-        keep: mx.array,
-        gleak: mx.array,
-        vleak: mx.array,
-        w: mx.array,
-        s: mx.array,
-        mu: mx.array,
-        erev: mx.array,
-        sw: mx.array,
-        ss: mx.array,
-        smu: mx.array,
-        serev: mx.array,
-    ) -> tuple[mx.array, mx.array, mx.array]:
-        length, features, batch = x.shape
-        n = u0.shape[0]
-        xb, u0b, cmb, dtb, glb, vlb = _buffers(x, u0, cm, dt, gleak, vleak)
-        keepb = None if keep.size == 0 else native.as_buffer(keep, np.uint8)
-        wb, sb, mub, eb, swb, ssb, smub, seb = _buffers(
-            w, s, mu, erev, sw, ss, smu, serev
+    def sequence(*arrays: mx.array) -> tuple[mx.array, ...]:
+        (batch, length, n, features), buffers, keep = common(arrays)
+        xb, winb, binb, cmb, dtb, glb, vlb, wb, sb, mub, eb, swb, ssb, smub, seb = (
+            buffers
         )
-        states = np.empty((length, n, batch), np.float32)
+        u0b, owb, obb = _buffers(arrays[3], arrays[9], arrays[10])
+        states = np.empty((batch, length, n), np.float32)
         V = np.empty((length, unfolds + 1, n, batch), np.float32)
         D = np.empty((length, unfolds, n, batch), np.float32)
         library.ncp_ltc_forward(
             batch, length, n, features, unfolds, native.num_threads(),
-            p(xb), p(u0b), p(cmb), p(dtb), p(glb), p(vlb), p(keepb),
+            p(xb), p(winb), p(binb), p(u0b), p(cmb), p(dtb), int(dtb.size > 1),
+            p(glb), p(vlb), p(keep),
             p(rec_ptr), p(rec_src), p(wb), p(sb), p(mub), p(eb),
             p(sen_ptr), p(sen_src), p(swb), p(ssb), p(smub), p(seb),
             epsilon, p(states), p(V), p(D),
         )  # fmt: skip
         _calls["forward"] += 1
-        return mx.array(states), mx.array(V), mx.array(D)
+        readout = states[..., : owb.size] * owb + obb
+        if xb.ndim == 2:
+            # one step: the shapes of a cell call, (B, N) and (B, M)
+            states, readout = states[:, 0], readout[:, 0]
+        return mx.array(states), mx.array(readout), mx.array(V), mx.array(D)
 
     @sequence.vjp
     def sequence_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
-        x, u0, cm, dt, keep, gleak, vleak, w, s, mu, erev, sw, ss, smu, serev = (
-            primals
+        (batch, length, n, features), buffers, keep = common(primals)
+        xb, winb, binb, cmb, dtb, glb, vlb, wb, sb, mub, eb, swb, ssb, smub, seb = (
+            buffers
         )
-        length, features, batch = x.shape
-        n = u0.shape[0]
-        xb, cmb, dtb, glb, vlb = _buffers(x, cm, dt, gleak, vleak)
-        keepb = None if keep.size == 0 else native.as_buffer(keep, np.uint8)
-        wb, sb, mub, eb, swb, ssb, smub, seb = _buffers(
-            w, s, mu, erev, sw, ss, smu, serev
-        )
-        Vb, Db, gsb = _buffers(outputs[1], outputs[2], cotangents[0])
+        owb = native.as_buffer(primals[9])
+        m = owb.size
+        states, g_readout = _buffers(outputs[0], cotangents[1])
+        g_states = np.array(cotangents[0], np.float32)
+        g_states[..., :m] += g_readout * owb
+        g_ow = (g_readout * states[..., :m]).reshape(-1, m).sum(axis=0)
+        g_ob = g_readout.reshape(-1, m).sum(axis=0)
+        Vb, Db = _buffers(outputs[2], outputs[3])
         gx = np.empty_like(xb)
-        gu0 = np.empty((n, batch), np.float32)
+        gwin, gbin = np.empty_like(winb), np.empty_like(binb)
+        gu0 = np.empty((batch, n), np.float32)
         gcm, ggl, gvl = (np.empty(n, np.float32) for _ in range(3))
         grads = [np.empty(recurrent.count, np.float32) for _ in range(4)]
         sgrads = [np.empty(sensory.count, np.float32) for _ in range(4)]
         library.ncp_ltc_backward(
             batch, length, n, features, unfolds, native.num_threads(),
-            p(xb), p(cmb), p(dtb), p(glb), p(vlb), p(keepb),
+            p(xb), p(winb), p(binb), p(cmb), p(dtb), int(dtb.size > 1),
+            p(glb), p(vlb), p(keep),
             p(rec_ptr), p(rec_src), p(wb), p(sb), p(mub), p(eb),
             p(sen_ptr), p(sen_src), p(swb), p(ssb), p(smub), p(seb),
-            p(Vb), p(Db), p(gsb), p(gx), p(gu0), p(gcm), p(ggl), p(gvl),
-            *(p(a) for a in grads), *(p(a) for a in sgrads),
+            p(Vb), p(Db), p(g_states), p(gx), p(gwin), p(gbin), p(gu0), p(gcm),
+            p(ggl), p(gvl), *(p(a) for a in grads), *(p(a) for a in sgrads),
         )  # fmt: skip
         _calls["backward"] += 1
-        out = [mx.array(a) for a in (gx, gu0, gcm)]
-        out += [mx.zeros_like(dt), mx.zeros_like(keep)]
-        out += [mx.array(a) for a in (ggl, gvl, *grads, *sgrads)]
+        dt, keep_array = primals[5], primals[6]
+        out = [mx.array(a) for a in (gx, gwin, gbin, gu0, gcm)]
+        out += [mx.zeros_like(dt), mx.zeros_like(keep_array)]
+        out += [mx.array(a) for a in (ggl, gvl, g_ow, g_ob, *grads, *sgrads)]
         return tuple(out)
 
     return sequence
@@ -164,31 +168,47 @@ def _make_function(
 _FUNCTIONS: dict[tuple[int, int, int, float], tuple[Any, Any, Any]] = {}
 
 
+_NO_MASK = mx.zeros((0,), mx.bool_)
+
+
 def ltc_sequence(
     recurrent: SynapseList,
     sensory: SynapseList,
     x: mx.array,
+    input_w: mx.array,
+    input_b: mx.array,
     u0: mx.array,
     cm: mx.array,
     dt: mx.array,
     keep: mx.array | None,
     gleak: mx.array,
     vleak: mx.array,
+    output_w: mx.array,
+    output_b: mx.array,
     synapses: tuple[mx.array, mx.array, mx.array, mx.array],
     sensory_synapses: tuple[mx.array, mx.array, mx.array, mx.array],
     unfolds: int,
     epsilon: float,
-) -> mx.array:
-    """Every step's state ``(L, N, B)`` of an LTC sequence, on the native kernel.
+) -> tuple[mx.array, mx.array]:
+    """Every step's state and readout of an LTC sequence, on the native kernel.
+
+    Returns ``(states, readout)``: ``(B, L, N)`` and ``(B, L, M)``, or
+    ``(B, N)`` and ``(B, M)`` for a single step given as ``x (B, S)``. The
+    arguments must be evaluated (see :func:`ncp_core.native.can_run`); then
+    the results are too, and a one-step call creates no lazy MLX work.
 
     Args:
         recurrent, sensory: The synapse lists (:func:`synapse_list`).
-        x: Mapped inputs ``(L, S, B)``.
-        u0: Start state ``(N, B)``.
+        x: Raw inputs ``(B, L, S)`` or ``(B, S)``; the kernel maps them to
+            ``x · input_w + input_b``.
+        input_w, input_b: ``(S,)``.
+        u0: Start state ``(B, N)``.
         cm: ``c_m K τ`` per neuron ``(N,)``; the step uses ``cm / dt``.
-        dt: Elapsed times ``(L, B)``, already clamped to be positive.
-        keep: ``(L, B)`` bool, False where a step is skipped; or None.
+        dt: Elapsed times ``(B, L)``, or one ``(1,)`` for all, positive.
+        keep: ``(B, L)`` bool, False where a step is skipped; or None.
         gleak, vleak: Leak conductance and potential ``(N,)``.
+        output_w, output_b: The readout ``v[:, :M] · output_w + output_b``,
+            ``(M,)``.
         synapses: ``(w, σ, μ, E)`` per recurrent synapse ``(E,)``, in the
             order of ``recurrent`` (``w`` with its gain and constraint).
         sensory_synapses: The same for the sensory synapses.
@@ -201,11 +221,22 @@ def ltc_sequence(
         if len(_FUNCTIONS) > 64:
             _FUNCTIONS.clear()
         # the entry holds the lists, so the ids in its key stay theirs
-        entry = (_make_function(recurrent, sensory, unfolds, epsilon), recurrent, sensory)
+        function = _make_function(recurrent, sensory, unfolds, epsilon)
+        entry = (function, recurrent, sensory)
         _FUNCTIONS[key] = entry
-    function = entry[0]
-    keep_array = mx.zeros((0,), mx.bool_) if keep is None else keep
-    states, _, _ = function(
-        x, u0, cm, dt, keep_array, gleak, vleak, *synapses, *sensory_synapses
+    states, readout, _, _ = entry[0](
+        x,
+        input_w,
+        input_b,
+        u0,
+        cm,
+        dt,
+        _NO_MASK if keep is None else keep,
+        gleak,
+        vleak,
+        output_w,
+        output_b,
+        *synapses,
+        *sensory_synapses,
     )
-    return states
+    return states, readout
