@@ -2,7 +2,9 @@
 
 Every training case is one forward pass, backward pass and Adam step over
 random data, with the same shapes and the same synapses in both libraries:
-ours through the compiled ``make_train_step``, the reference (PyTorch on the
+ours through ``make_train_step`` (uncompiled on the native CPU kernels of
+:mod:`ncp_core.native`, compiled with ``mx.compile`` on the MLX kernels),
+the reference (PyTorch on the
 CPU, ``torch.set_num_threads`` left at its default unless
 ``--reference-threads`` is given) with ``torch.optim.Adam``. After warm-up the
 two are timed alternately, one step each per repeat, and medians are
@@ -11,9 +13,12 @@ measured in a fresh worker process per case and library
 (``_cells_worker.py``): the growth of its ``ru_maxrss`` over its baseline
 after imports.
 
-The *floor* is the measured cost of one fused ``w · σ(s (v − μ))`` on this
-machine times the synapse evaluations the case needs; LTC times are also
-given as multiples of it. Results go to JSON (``--out``) and a table; every
+The *floor* is the measured cost of one fused ``w · σ(s (v − μ))``
+(accumulated into a numerator and a denominator) on this machine, in C with
+the native kernel's vectorised logistic function and threads, without its
+index look-ups, times the synapse evaluations the case needs; LTC times are
+also given as multiples of it. The same expression compiled by MLX is timed
+too, for context. Results go to JSON (``--out``) and a table; every
 target of the performance issue is printed as met or not met.
 
     pip install -e '.[reference]'
@@ -26,6 +31,7 @@ target of the performance issue is printed as met or not met.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import datetime
 import gc
@@ -49,6 +55,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from ncp_core import native
 from ncp_core.cells import LTCCell, WiredCfCCell
 from ncp_core.cells import synapses as syn
 from ncp_core.classic import AutoNCP
@@ -254,6 +261,14 @@ class Runner:
     forward: Callable[[], None] | None = None
 
 
+def _kernel_name(module: nn.Module) -> str | None:
+    """``"native"`` where the module runs on the native kernels, else its
+    MLX synapse kernel (``"dense"``/``"sparse"``) or None (CfC)."""
+    if any(getattr(m, "uses_native", False) for _, m in module.named_modules()):
+        return "native"
+    return getattr(module, "kernel", None)
+
+
 def ncp_train_runner(case: Case, kernel: str = "auto", batch: int | None = None):
     """Our compiled training step (and an eager forward pass) for ``case``."""
     batch = case.batch if batch is None else batch
@@ -273,7 +288,7 @@ def ncp_train_runner(case: Case, kernel: str = "auto", batch: int | None = None)
 
     info = {
         "batch": batch,
-        "kernel": getattr(model, "kernel", None),
+        "kernel": _kernel_name(model),
         "synapses": model.synapse_count,
         "sensory_synapses": model.sensory_synapse_count,
         "units": model.state_size,
@@ -330,7 +345,8 @@ def ncp_step_runner(case: Case, compiled: bool = False) -> Runner:
         mx.eval(y, state)
         return 0.0
 
-    return Runner(run, {"kernel": getattr(cell, "kernel", None), "compiled": compiled})
+    kernel = "mlx (compiled)" if compiled else _kernel_name(cell)
+    return Runner(run, {"kernel": kernel, "compiled": compiled})
 
 
 def reference_step_runner(case: Case) -> Runner:
@@ -427,13 +443,15 @@ FLOOR_SIZES = (1 << 18, 1 << 20, 1 << 22)
 
 
 def measure_floor(sizes: tuple[int, ...] = FLOOR_SIZES, repeats: int = 7) -> dict:
-    """Nanoseconds per element of a compiled ``w · σ(s (v − μ))``.
+    """Nanoseconds per synapse evaluation ``w · σ(s (v − μ))``.
 
-    Laid out as the sparse kernel does: ``v`` is ``(E, 64)``, the synapse
-    parameters ``(E, 1)``, for a few sizes ``E · 64``. Both sigmoids are
-    timed, MLX's and the kernel's own
-    (:func:`ncp_core.cells.synapses.sigmoid`); the floor is the fastest of
-    all, each taken as the fastest of ``repeats`` calls.
+    With the native kernel: its C loop (``ncp_ltc_floor`` in ``ltc.c``) over
+    contiguous batch rows at batch 16, 64 and 256, the floor the fastest.
+    Always also MLX's compiled form, laid out as the sparse MLX kernel does
+    (``v`` is ``(E, 64)``, the synapse parameters ``(E, 1)``, a few sizes
+    ``E · 64``, MLX's sigmoid and :func:`ncp_core.cells.synapses.sigmoid`);
+    the floor when the native kernel is unavailable. Each figure is the
+    fastest of ``repeats`` calls.
     """
     rows = 64
     sigmoids = {"mx.sigmoid": mx.sigmoid, "ncp sigmoid": syn.sigmoid}
@@ -462,12 +480,38 @@ def measure_floor(sizes: tuple[int, ...] = FLOOR_SIZES, repeats: int = 7) -> dic
                 best = min(best, time.perf_counter() - start)
             table[name][str(size)] = best / v.size * 1e9
         del v, w, s, m
-    return {
-        "ns_per_element": min(min(by_size.values()) for by_size in table.values()),
-        "ns_per_element_by_sigmoid_and_size": table,
-        "expression": "w * sigmoid(s * (v - m)), v (E, 64), w s m (E, 1), compiled",
-        "statistic": f"fastest of {repeats} per size; the floor is the fastest of all",
+    mlx_floor = min(min(by_size.values()) for by_size in table.values())
+    report: dict[str, Any] = {
+        "ns_per_element": mlx_floor,
+        "source": "mlx",
+        "mlx": {
+            "ns_per_element": mlx_floor,
+            "ns_per_element_by_sigmoid_and_size": table,
+            "expression": "w * sigmoid(s * (v - m)), v (E, 64), w s m (E, 1), compiled",
+            "statistic": f"fastest of {repeats} per size; the fastest of all",
+        },
     }
+    library = native.load("ltc")
+    if library is not None:
+        library.ncp_ltc_floor.restype = ctypes.c_double
+        library.ncp_ltc_floor.argtypes = [ctypes.c_int] * 4
+        threads = native.num_threads()
+        synapses = max(64, min(sizes) // 64)
+        by_batch = {
+            str(batch): library.ncp_ltc_floor(synapses, batch, repeats, threads) * 1e9
+            for batch in (16, 64, 256)
+        }
+        report["native"] = {
+            "ns_per_element_by_batch": by_batch,
+            "threads": threads,
+            "synapses": synapses,
+            "expression": "a = w * sigmoid(s * (v - m)); num += a * E; den += a "
+            "(C, vectorised over the batch, batch split across threads)",
+            "statistic": f"fastest of {repeats} per batch; the fastest of all",
+        }
+        report["ns_per_element"] = min(by_batch.values())
+        report["source"] = "native"
+    return report
 
 
 def synapse_evaluations(case: Case, info: dict[str, Any]) -> int:
@@ -563,7 +607,7 @@ def run_train_case(case: Case, args: argparse.Namespace, floor_ns: float) -> dic
     if "median_s" in row.get(case.comparator or "", {}):
         row.update(_ratios(row[case.comparator], row["ncp"]))
 
-    if case.cell == "ltc" and ours.info.get("kernel") == "sparse":
+    if case.cell == "ltc" and ours.info.get("kernel") in ("sparse", "native"):
         evaluations = synapse_evaluations(case, ours.info)
         floor_s = evaluations * floor_ns * 1e-9
         row["synapse_evaluations"] = evaluations
@@ -770,7 +814,7 @@ def evaluate_targets(rows: dict[str, dict]) -> list[dict[str, Any]]:
         multiple = row.get("forward_floor_multiple")
         if multiple is not None:
             add(
-                "sparse LTC forward within 3x of the floor",
+                "LTC forward within 3x of the floor",
                 name,
                 multiple,
                 multiple <= 3,
@@ -816,6 +860,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "torch": _version("torch"),
         "ncps": _version("ncps"),
         "blas_libraries": loaded_blas(),
+        "native_kernels": native.status(),
         "code": code_identity(),
         "load_average_start": os.getloadavg(),
     }

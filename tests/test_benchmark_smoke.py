@@ -66,7 +66,9 @@ def test_smoke_report_has_every_case_with_finite_times_and_memory(smoke_report):
 
 def test_smoke_report_times_the_dense_kernel_as_the_vision_comparator(smoke_report):
     vision = next(r for r in smoke_report["cases"] if r["name"] == "ltc_vision")
-    assert vision["ncp"]["kernel"] == "sparse"
+    # ours runs on the native kernel where it builds, else on the sparse one
+    expected = "native" if smoke_report["floor"]["source"] == "native" else "sparse"
+    assert vision["ncp"]["kernel"] == expected
     assert vision["dense"]["kernel"] == "dense"
     # the dense kernel ran at batch 1 and was scaled to the case's batch 2
     assert vision["dense"]["batch"] == 1
@@ -87,8 +89,12 @@ def test_floor_multiple_counts_every_synapse_evaluation(smoke_report):
     sensory = int(np.count_nonzero(wiring.sensory_adjacency))
     # batch 2, length 3, 6 unfolds over the synapses, sensory once per step
     assert vision["synapse_evaluations"] == 2 * 3 * (6 * synapses + sensory)
-    ns = smoke_report["floor"]["ns_per_element"]
+    floor = smoke_report["floor"]
+    ns = floor["ns_per_element"]
     assert _finite_positive(ns)
+    assert _finite_positive(floor["mlx"]["ns_per_element"])
+    if floor["source"] == "native":
+        assert ns == min(floor["native"]["ns_per_element_by_batch"].values())
     assert vision["floor_s"] == pytest.approx(vision["synapse_evaluations"] * ns * 1e-9)
     assert vision["forward_floor_multiple"] == pytest.approx(
         vision["ncp"]["forward_median_s"] / vision["floor_s"]

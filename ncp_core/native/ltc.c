@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -382,4 +383,72 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
   free(carry);
   free(xt);
   free(gxt);
+}
+
+/* The floor: seconds per synapse evaluation of the fused
+ *   a = w σ(s (v − μ)),  num += a E,  den += a
+ * over `synapses` synapses of contiguous (batch,) rows, without the index
+ * look-ups of the kernel; the batch is split across threads as in the
+ * kernel. The fastest of `repeats` passes. For benchmarks. */
+static double seconds_now(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
+double ncp_ltc_floor(int synapses, int batch, int repeats, int threads) {
+  size_t size = (size_t)synapses * batch;
+  float *v = malloc(sizeof(float) * size);
+  float *params = malloc(sizeof(float) * 4 * (size_t)synapses);
+  float *num = calloc((size_t)batch, sizeof(float));
+  float *den = calloc((size_t)batch, sizeof(float));
+  uint32_t state = 12345u;
+  for (size_t i = 0; i < size; i++) {
+    state = state * 1664525u + 1013904223u;
+    v[i] = (float)(state >> 8) / 16777216.0f - 0.5f;
+  }
+  for (int e = 0; e < synapses; e++) {
+    params[4 * e] = 0.5f;
+    params[4 * e + 1] = 3.0f + (float)(e % 5);
+    params[4 * e + 2] = 0.3f + 0.1f * (float)(e % 5);
+    params[4 * e + 3] = (e % 3) ? 1.0f : -1.0f;
+  }
+  if (threads < 1) threads = 1;
+  if (threads > (batch + 7) / 8) threads = (batch + 7) / 8;
+  double best = 1e30;
+  for (int r = 0; r < repeats; r++) {
+    double start = seconds_now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+      int id = 0;
+#ifdef _OPENMP
+      id = omp_get_thread_num();
+#endif
+      int lo, hi;
+      batch_run(batch, id, threads, &lo, &hi);
+      for (int e = 0; e < synapses; e++) {
+        const float *ve = v + (size_t)e * batch;
+        float we = params[4 * e], se = params[4 * e + 1];
+        float me = params[4 * e + 2], re = params[4 * e + 3];
+#pragma omp simd
+        for (int b = lo; b < hi; b++) {
+          float a = we * ncp_sigmoid(se * (ve[b] - me));
+          num[b] += a * re;
+          den[b] += a;
+        }
+      }
+    }
+    double elapsed = seconds_now() - start;
+    if (elapsed < best) best = elapsed;
+  }
+  /* keep the sums alive */
+  volatile float sink = num[0] + den[batch - 1];
+  (void)sink;
+  free(v);
+  free(params);
+  free(num);
+  free(den);
+  return best / (double)size;
 }
