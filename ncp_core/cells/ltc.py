@@ -509,8 +509,14 @@ class LTCCell(nn.Module):
         def on_synapses(matrix: mx.array, flat: mx.array) -> mx.array:
             return mx.take(matrix.reshape(-1), flat)
 
-        w = positive(self.w) * self._synapse_gains
-        sensory_w = positive(self.sensory_w) * self._sensory_synapse_gains
+        # the constraint and gains act on the gathered synapses only, not on
+        # the (P, N) matrices (mostly absent synapses in a sparse wiring)
+        w = positive(on_synapses(self.w, recurrent.flat)) * on_synapses(
+            self._synapse_gains, recurrent.flat
+        )
+        sensory_w = positive(on_synapses(self.sensory_w, sensory.flat)) * on_synapses(
+            self._sensory_synapse_gains, sensory.flat
+        )
         features = self.sensory_size
         values = {
             "input_w": self.input_w
@@ -528,18 +534,19 @@ class LTCCell(nn.Module):
             "cm": cm,
             "gleak": positive(self.gleak),
             "vleak": self.vleak,
-            "synapses": tuple(
-                on_synapses(m, recurrent.flat)
-                for m in (w, self.sigma, self.mu, self.erev)
+            "synapses": (
+                w,
+                *(
+                    on_synapses(m, recurrent.flat)
+                    for m in (self.sigma, self.mu, self.erev)
+                ),
             ),
-            "sensory_synapses": tuple(
-                on_synapses(m, sensory.flat)
-                for m in (
-                    sensory_w,
-                    self.sensory_sigma,
-                    self.sensory_mu,
-                    self.sensory_erev,
-                )
+            "sensory_synapses": (
+                sensory_w,
+                *(
+                    on_synapses(m, sensory.flat)
+                    for m in (self.sensory_sigma, self.sensory_mu, self.sensory_erev)
+                ),
             ),
         }
         self._native_cache = (sources, values)

@@ -49,6 +49,7 @@ import numpy as np
 from ncp_core.errors import ModelError
 
 __all__ = [
+    "BufferCache",
     "NativeUnavailable",
     "as_buffer",
     "available",
@@ -274,6 +275,29 @@ def can_run(*arrays: mx.array) -> bool:
 def as_buffer(x: mx.array, dtype: Any = np.float32) -> np.ndarray:
     """A C-contiguous numpy view (or copy, if it must convert) of ``x``."""
     return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+
+
+class BufferCache:
+    """numpy views of MLX arrays and their addresses, kept while the same
+    array objects come back (parameters between inference calls: MLX arrays
+    are immutable, an update brings new objects). Bounded; holding the MLX
+    array keeps the view's memory alive."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._entries: dict[int, tuple[mx.array, np.ndarray, int]] = {}
+
+    def get(self, array: mx.array, dtype: Any = np.float32) -> tuple[np.ndarray, int]:
+        """``(buffer, address)`` of ``array`` (evaluated) as ``dtype``."""
+        entry = self._entries.get(id(array))
+        if entry is not None and entry[0] is array and entry[1].dtype == dtype:
+            return entry[1], entry[2]
+        buffer = as_buffer(array, dtype)
+        address = int(buffer.__array_interface__["data"][0])
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[id(array)] = (array, buffer, address)
+        return buffer, address
 
 
 def pointer(array: np.ndarray | None) -> int | None:
