@@ -50,6 +50,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_map
 
+from ncp_core import native
 from ncp_core.errors import NCPError
 
 __all__ = [
@@ -253,6 +254,10 @@ class DataParallel:
         self.timeout = float(timeout)
         self._watchdog = _Watchdog(self.timeout, self.rank) if self.size > 1 else None
         self._held: BaseException | None = None
+        if self.size > 1:
+            # ranks started together usually share one machine's cores; the
+            # native kernels' threads would otherwise oversubscribe them
+            native.share_cores(self.size)
 
     @property
     def is_writer(self) -> bool:

@@ -25,7 +25,7 @@ Environment:
 - ``NCP_NATIVE_CACHE``: the cache folder. Default:
   ``$XDG_CACHE_HOME/ncp/native`` or ``~/.cache/ncp/native``.
 - ``NCP_NUM_THREADS``: threads per kernel call. Default: the CPUs this
-  process may use.
+  process may use (divided among the ranks of a data-parallel run).
 - ``CC``: the C compiler. Default: ``cc``, then ``gcc``, then ``clang``.
 """
 
@@ -58,6 +58,7 @@ __all__ = [
     "load",
     "num_threads",
     "pointer",
+    "share_cores",
     "status",
 ]
 
@@ -98,8 +99,19 @@ def _required() -> bool:
     return os.environ.get("NCP_NATIVE", "").strip().lower() in ("1", "on", "yes")
 
 
+_default_share = 1
+
+
+def share_cores(processes: int) -> None:
+    """Let each of ``processes`` processes on this machine default to its
+    share of the CPUs (data-parallel ranks); ``NCP_NUM_THREADS`` still wins."""
+    global _default_share
+    _default_share = max(1, int(processes))
+
+
 def num_threads() -> int:
-    """Threads per native call: ``NCP_NUM_THREADS`` or the usable CPUs."""
+    """Threads per native call: ``NCP_NUM_THREADS``, or the usable CPUs
+    (divided among the processes of :func:`share_cores`)."""
     value = os.environ.get("NCP_NUM_THREADS", "").strip()
     if value:
         try:
@@ -112,9 +124,10 @@ def num_threads() -> int:
             raise ModelError(f"NCP_NUM_THREADS must be at least 1, got {threads}")
         return threads
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores // _default_share)
 
 
 def _cache_dir() -> Path:
@@ -208,8 +221,20 @@ def _build(name: str) -> Path:
                 errors.append(f"{' '.join(command)}:\n{done.stderr.strip()[-2000:]}")
                 continue
             os.replace(partial, target)
+            _prune(folder, name, keep=target)
             return target
     raise OSError("the native kernels did not compile:\n" + "\n".join(errors))
+
+
+def _prune(folder: Path, name: str, keep: Path, versions: int = 4) -> None:
+    """Delete all but the newest ``versions`` builds of ``name`` (a process
+    that still has an old one loaded keeps its mapping)."""
+    builds = sorted(
+        folder.glob(f"{name}-*.so"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for old in builds[versions:]:
+        if old != keep:
+            old.unlink(missing_ok=True)
 
 
 def load(name: str) -> ctypes.CDLL | None:
