@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -294,3 +295,28 @@ def test_thread_count_setting_is_checked(monkeypatch):
     one = np.array(model(mx.ones((9, 4, 3)))[0])
     monkeypatch.setenv("NCP_NUM_THREADS", "3")
     np.testing.assert_allclose(np.array(model(mx.ones((9, 4, 3)))[0]), one, atol=0)
+
+
+def test_the_vectorised_logistic_function_is_within_1e7_of_the_exact_one():
+    library = native.load("ltc")
+    x = np.linspace(-40.0, 40.0, 400_001).astype(np.float32)
+    y = np.empty_like(x)
+    library.ncp_ltc_sigmoid(
+        ctypes.c_void_p(native.pointer(x)),
+        ctypes.c_void_p(native.pointer(y)),
+        ctypes.c_int(x.size),
+    )
+    exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    assert np.abs(y - exact).max() < 1e-7
+    assert (np.abs(y - exact) / exact).max() < 2e-6
+    assert y[0] > 0.0 and y[-1] == 1.0
+
+
+def test_the_exact_exp_build_agrees_with_the_fast_one(tmp_path):
+    env = {"NCP_NATIVE_CACHE": str(tmp_path / "exact"), "NCP_NATIVE_EXACT": "1"}
+    exact = run_python(PROBE, env)
+    assert exact.returncode == 0, exact.stderr
+    report = json.loads(exact.stdout)
+    assert report["native"] is True and report["status"]["exact_exp"] is True
+    fast = json.loads(run_python(PROBE, {}).stdout)
+    assert report["sum"] == pytest.approx(fast["sum"], abs=1e-5)

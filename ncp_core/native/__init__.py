@@ -24,6 +24,8 @@ Environment:
   Default: use them when they build.
 - ``NCP_NATIVE_CACHE``: the cache folder. Default:
   ``$XDG_CACHE_HOME/ncp/native`` or ``~/.cache/ncp/native``.
+- ``NCP_NATIVE_EXACT``: ``1`` builds the kernels with libm's ``expf`` in
+  place of the vectorised polynomial (within 1e-7 of each other; slower).
 - ``NCP_NUM_THREADS``: threads per kernel call. Default: the CPUs this
   process may use (divided among the ranks of a data-parallel run).
 - ``CC``: the C compiler. Default: ``cc``, then ``gcc``, then ``clang``.
@@ -138,6 +140,10 @@ def _cache_dir() -> Path:
     return Path(base) / "ncp" / "native"
 
 
+def _exact() -> bool:
+    return os.environ.get("NCP_NATIVE_EXACT", "").strip().lower() in ("1", "on", "yes")
+
+
 def _compilers() -> list[str]:
     configured = os.environ.get("CC")
     names = [configured] if configured else ["cc", "gcc", "clang"]
@@ -179,6 +185,7 @@ def _build(name: str) -> Path:
     compilers = _compilers()
     if not compilers:
         raise OSError("no C compiler found (tried $CC, cc, gcc, clang)")
+    common = _COMMON_FLAGS + (("-DNCP_EXACT_EXP",) if _exact() else ())
     errors = []
     for compiler in compilers:
         version = _compiler_version(compiler)
@@ -189,7 +196,7 @@ def _build(name: str) -> Path:
                         code,
                         compiler.encode(),
                         version.encode(),
-                        " ".join(flags + _COMMON_FLAGS).encode(),
+                        " ".join(flags + common).encode(),
                         _cpu_identity().encode(),
                         sys.platform.encode(),
                     ]
@@ -206,7 +213,7 @@ def _build(name: str) -> Path:
                 prefix=f".{name}-", suffix=".so", dir=folder
             )
             os.close(handle)
-            command = [compiler, *flags, *_COMMON_FLAGS, str(source), "-o", partial]
+            command = [compiler, *flags, *common, str(source), "-o", partial]
             command.append("-lm")
             try:
                 done = subprocess.run(
@@ -274,6 +281,7 @@ def status() -> dict[str, Any]:
     """What the native kernels look like in this process (for reports)."""
     return {
         "enabled": enabled(),
+        "exact_exp": _exact(),
         "threads": num_threads(),
         "cache": str(_cache_dir()),
         "loaded": sorted(_libraries),
