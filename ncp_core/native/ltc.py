@@ -10,6 +10,7 @@ in MLX, so gradients reach the stored parameters as with the MLX kernels.
 from __future__ import annotations
 
 import ctypes
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,24 +117,23 @@ def _make_function(
     # it new Python objects for them, which the identity cache cannot know:
     # the caller looks the addresses up first (cached parameters hit) and
     # leaves them here for the forward of that same call.
-    pending: list[tuple[Any, ...]] = []
+    # (per thread: two threads may run models of the same wiring at once)
+    pending = threading.local()
 
     def prepare(arrays: tuple[mx.array, ...]) -> None:
-        pending.clear()
-        pending.append(
-            (
-                *common(arrays),
-                cache.get(arrays[3])[1],
-                cache.get(arrays[9])[0],
-                cache.get(arrays[10])[0],
-            )
+        pending.value = (
+            *common(arrays),
+            cache.get(arrays[3])[1],
+            cache.get(arrays[9])[0],
+            cache.get(arrays[10])[0],
         )
 
     @mx.custom_function
     def sequence(*arrays: mx.array) -> tuple[mx.array, ...]:
-        if not pending:
+        if getattr(pending, "value", None) is None:
             prepare(arrays)
-        sizes, head, params, synapses, u0, owb, obb = pending.pop()
+        sizes, head, params, synapses, u0, owb, obb = pending.value
+        pending.value = None
         batch, length, n, features = sizes
         states = np.empty((batch, length, n), np.float32)
         V = np.empty((length, unfolds + 1, n, batch), np.float32)
