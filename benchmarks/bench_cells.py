@@ -323,8 +323,14 @@ def reference_train_runner(case: Case, batch: int | None = None) -> Runner:
     return Runner(run, {"batch": batch, "threads": torch.get_num_threads()})
 
 
-def ncp_step_runner(case: Case, compiled: bool = False) -> Runner:
-    """One step of our cell on a batch-1 input, no gradient."""
+def ncp_step_runner(case: Case, variant: str = "no_grad") -> Runner:
+    """One step of our cell on a batch-1 input, no gradient needed.
+
+    ``variant``: ``"no_grad"`` (eager under :func:`ncp_core.no_grad`, as the
+    reference runs under ``torch.no_grad``), ``"graph"`` (eager, recording
+    the graph a gradient would need) or ``"compiled"`` (the step in
+    ``mx.compile``, which runs the MLX kernels).
+    """
     wiring = build_wiring(case)
     mx.random.seed(0)
     if case.cell == "ltc":
@@ -334,19 +340,25 @@ def ncp_step_runner(case: Case, compiled: bool = False) -> Runner:
     x_np, _ = _random_batch(case, case.batch)
     x = mx.array(x_np[:, 0])
     h = mx.zeros((case.batch, wiring.units))
+    mx.eval(h)
 
     def call(x: mx.array, h: mx.array) -> tuple[mx.array, mx.array]:
         return cell(x, h)
 
-    step = mx.compile(call, inputs=cell.state) if compiled else call
+    step = mx.compile(call, inputs=cell.state) if variant == "compiled" else call
 
     def run() -> float:
         y, state = step(x, h)
         mx.eval(y, state)
         return 0.0
 
-    kernel = "mlx (compiled)" if compiled else _kernel_name(cell)
-    return Runner(run, {"kernel": kernel, "compiled": compiled})
+    def run_no_grad() -> float:
+        with native.no_grad():
+            return run()
+
+    kernel = "mlx (compiled)" if variant == "compiled" else _kernel_name(cell)
+    info = {"kernel": kernel, "variant": variant, "compiled": variant == "compiled"}
+    return Runner(run_no_grad if variant == "no_grad" else run, info)
 
 
 def reference_step_runner(case: Case) -> Runner:
@@ -378,7 +390,8 @@ def make_runner(case: Case, library: str) -> Runner:
     if case.kind == "inference":
         if library == "reference":
             return reference_step_runner(case)
-        return ncp_step_runner(case, compiled=library == "ncp_compiled")
+        variants = {"ncp": "no_grad", "ncp_graph": "graph", "ncp_compiled": "compiled"}
+        return ncp_step_runner(case, variants[library])
     if library == "ncp":
         return ncp_train_runner(case)
     if library == "reference":
@@ -626,12 +639,18 @@ def run_train_case(case: Case, args: argparse.Namespace, floor_ns: float) -> dic
 
 def run_inference_case(case: Case, args: argparse.Namespace) -> dict:
     ours = make_runner(case, "ncp")
+    graph = make_runner(case, "ncp_graph")
     compiled = make_runner(case, "ncp_compiled")
     runners: dict[str, Callable[[], Any]] = {
         "ncp": ours.run,
+        "ncp_graph": graph.run,
         "ncp_compiled": compiled.run,
     }
-    row: dict[str, Any] = {"ncp": dict(ours.info), "ncp_compiled": compiled.info}
+    row: dict[str, Any] = {
+        "ncp": dict(ours.info),
+        "ncp_graph": dict(graph.info),
+        "ncp_compiled": dict(compiled.info),
+    }
     if args.reference_available:
         reference = make_runner(case, "reference")
         runners["reference"] = reference.run
@@ -643,8 +662,9 @@ def run_inference_case(case: Case, args: argparse.Namespace) -> dict:
         row[name].update(_timing(times[name], keep=False))
     if "median_s" in row["reference"]:
         row.update(_ratios(row["reference"], row["ncp"]))
-        compiled_ratios = _ratios(row["reference"], row["ncp_compiled"])
-        row.update({f"{k}_compiled": v for k, v in compiled_ratios.items()})
+        for variant in ("graph", "compiled"):
+            ratios = _ratios(row["reference"], row[f"ncp_{variant}"])
+            row.update({f"{k}_{variant}": v for k, v in ratios.items()})
     _release()
     return row
 
@@ -824,6 +844,7 @@ def evaluate_targets(rows: dict[str, dict]) -> list[dict[str, Any]]:
                 multiple <= 3,
             )
     ratio("ltc_step19", 1, "LTC AutoNCP(19, 4) inference step vs reference")
+    ratio("cfc_step19", 1, "CfC AutoNCP(19, 4) inference step vs reference")
     return targets
 
 

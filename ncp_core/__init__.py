@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "CfC": "ncp_core.rnn",
     "model_from_config": "ncp_core.rnn",
     "make_train_step": "ncp_core.training",
+    "no_grad": "ncp_core.native",
     # errors
     "NCPError": "ncp_core.errors",
     "WiringError": "ncp_core.errors",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
         WiringError,
     )
     from ncp_core.hookspecs import hookimpl
+    from ncp_core.native import no_grad
     from ncp_core.plugins import (
         get_wiring,
         list_datasets,

@@ -394,7 +394,10 @@ class LTC(_SequenceModel):
             :class:`~ncp_core.cells.LTCCell`.
         implicit_param_constraints (bool): Softplus on the positive
             parameters. Default: ``True`` (as the reference's sequence module).
-        kernel (str): ``"auto"``, ``"dense"`` or ``"sparse"``. Default: ``"auto"``.
+        kernel (str): ``"auto"``, ``"native"``, ``"sparse"`` or ``"dense"``
+            (see :class:`~ncp_core.cells.LTCCell`): ``"auto"`` runs whole
+            sequences on the native CPU kernel where it can. Default:
+            ``"auto"``.
     """
 
     _config_keys = (
@@ -690,6 +693,17 @@ class CfC(_SequenceModel):
         """See :meth:`WiredCfCCell.set_synapse_gains` (wired models only)."""
         self._wired_only("set_synapse_gains").set_synapse_gains(gains, sensory_gains)
 
+    @property
+    def uses_native(self) -> bool:
+        """Whether eager CPU calls run on the native kernel: a wired cell in
+        mode ``default`` or ``no_gate``, without mixed memory."""
+        cell = self.rnn_cell
+        return (
+            isinstance(cell, WiredCfCCell)
+            and not self.mixed_memory
+            and cell.uses_native
+        )
+
     def _wired_only(self, what: str) -> WiredCfCCell:
         if not isinstance(self.rnn_cell, WiredCfCCell):
             raise ModelError(f"{what} needs a CfC built with a wiring, not int units")
@@ -709,6 +723,15 @@ class CfC(_SequenceModel):
         """Run the sequence; arguments as :meth:`LTC.__call__`."""
         x, h, c, elapsed, mask, batched = self._normalise(x, hx, timespans, mask)
         cell = self.rnn_cell
+        if isinstance(cell, WiredCfCCell) and not self.mixed_memory:
+            # the whole sequence in one native call where it can run
+            from ncp_core.native.cfc import cfc_sequence
+
+            native = cfc_sequence(cell, x, h, elapsed, mask, self.return_sequences)
+            if native is not None:
+                y, h = native
+                readout = self.fc(y) if "fc" in self else y
+                return self._finish(readout, h, None, batched)
         prepared: Any = cell._prepare()
         projected = _steps(cell._project(prepared, x), 1)
         lstm_projected = (

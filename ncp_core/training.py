@@ -19,11 +19,25 @@ def uses_native(model: nn.Module) -> bool:
 
     Those kernels are C calls that ``mx.compile`` cannot trace (inside it the
     cells fall back to the MLX kernels), and they are faster than a compiled
-    MLX step, so such models train best uncompiled.
+    MLX step, so such models train best uncompiled. A module that says
+    whether it runs natively (``uses_native``) speaks for its submodules: a
+    sequence model with mixed memory keeps its cell on the MLX path.
     """
-    return any(
-        getattr(module, "uses_native", False) for _, module in model.named_modules()
-    )
+    deciders = [
+        name
+        for name, module in model.named_modules()
+        if hasattr(type(module), "uses_native")
+    ]
+    outermost = [
+        name
+        for name in deciders
+        if not any(
+            other != name and (other == "" or name.startswith(other + "."))
+            for other in deciders
+        )
+    ]
+    modules = dict(model.named_modules())
+    return any(modules[name].uses_native for name in outermost)
 
 
 def _constrained_cells(model: nn.Module) -> list[LTCCell]:

@@ -49,8 +49,9 @@ def test_per_sample_gains_equal_the_cells_own_gains(kind, batch):
     n = model.state_size
     plain, plain_state = model(x)
     ones, ones_state = adapt.run_with_gains(model, x, lambda h: None)
-    assert np.array_equal(np.array(ones), np.array(plain))
-    assert np.array_equal(np.array(ones_state), np.array(plain_state))
+    # run_with_gains takes the MLX kernels; model(x) may run the native ones
+    np.testing.assert_allclose(np.array(ones), np.array(plain), atol=1e-6)
+    np.testing.assert_allclose(np.array(ones_state), np.array(plain_state), atol=1e-6)
 
     gains = np.random.default_rng(0).uniform(0.2, 2.0, (n, n)).astype(np.float32)
     model.set_synapse_gains(gains)

@@ -320,3 +320,39 @@ def test_the_exact_exp_build_agrees_with_the_fast_one(tmp_path):
     assert report["native"] is True and report["status"]["exact_exp"] is True
     fast = json.loads(run_python(PROBE, {}).stdout)
     assert report["sum"] == pytest.approx(fast["sum"], abs=1e-5)
+
+
+def test_an_in_place_parameter_change_reaches_the_next_native_call():
+    cell = LTCCell(AutoNCP(19, 4, seed=0), 8, kernel="native")
+    x, h = mx.ones((1, 8)), mx.zeros((1, 19))
+    before = np.array(cell(x, h)[1])
+    assert np.array_equal(np.array(cell(x, h)[1]), before)  # the cached values
+    source = int(np.nonzero(cell._sensory_polarity[0])[0][0])
+    cell.sensory_w[0, source] = 25.0  # same array object, new contents
+    after = np.array(cell(x, h)[1])
+    assert not np.allclose(after, before)
+    dense = LTCCell(AutoNCP(19, 4, seed=0), 8, kernel="dense")
+    dense.update(cell.parameters())
+    np.testing.assert_allclose(after, np.array(dense(x, h)[1]), atol=1e-6)
+
+
+def test_no_grad_returns_plain_results_equal_to_the_graph_ones():
+    import ncp
+
+    cell = LTCCell(AutoNCP(19, 4, seed=0), 8, kernel="native")
+    x, h = mx.random.normal((2, 8)), mx.zeros((2, 19))
+    y, v = cell(x, h)
+    with ncp.no_grad():
+        (y_plain, v_plain), counted = calls_during(lambda: cell(x, h))
+        with ncp.no_grad():
+            pass
+        assert not native.grad_enabled()
+    assert native.grad_enabled()
+    assert counted["forward"] == 1
+    np.testing.assert_array_equal(np.array(y_plain), np.array(y))
+    np.testing.assert_array_equal(np.array(v_plain), np.array(v))
+    model = random_model("native", AutoNCP(16, 4, seed=1))
+    xs = mx.random.normal((2, 5, 3))
+    with ncp.no_grad():
+        plain = model(xs)[0]
+    np.testing.assert_array_equal(np.array(plain), np.array(model(xs)[0]))

@@ -294,7 +294,7 @@ class CfCCell(nn.Module):
                 sparsity_mask,
                 (self.input_size + self.hidden_size, self.hidden_size),
             )
-            self._sparsity_mask = mx.array(np.abs(mask).T)
+            self._sparsity_mask = mx.array(np.ascontiguousarray(np.abs(mask).T))
             self._synapse_gains = mx.ones(self._sparsity_mask.shape)
 
     @property

@@ -30,6 +30,10 @@ DENSE_SENSORY_BUDGET = 1 << 22
 """Elements of the ``(rows, S, N)`` sensory activations the dense kernel forms
 at once; longer sequences are taken in chunks of steps."""
 
+NATIVE_CACHE_ELEMENTS = 1 << 16
+"""Cells with up to this many parameter elements keep the native kernel's
+values between calls (checked against the parameters' contents each call)."""
+
 MIN_ELAPSED = 1e-6
 """Elapsed times are clamped to at least this, so ``dt = 0`` leaves the state
 (almost exactly) unchanged instead of giving NaN: ``cm/dt`` stays finite."""
@@ -239,7 +243,7 @@ class LTCCell(nn.Module):
             self._edges = syn.edge_index(self._polarity)
             self._sensory_edges = syn.edge_index(self._sensory_polarity)
         self._native_lists: tuple[Any, Any] | None = None
-        self._native_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._native_cache: tuple[Any, ...] | None = None
 
     def set_wiring_masks(
         self,
@@ -481,25 +485,37 @@ class LTCCell(nn.Module):
             )
         return self._native_lists
 
-    def _native_parameters(self) -> dict[str, Any]:
-        """The per-neuron and per-synapse values the native kernel takes.
-
-        Reused while the parameter, gain and time-scale arrays are the same
-        objects (MLX arrays are immutable; an update or a gradient trace
-        brings new ones), so repeated inference calls skip the gathers.
-        """
-        sources = (
+    def _native_sources(self) -> tuple[mx.array | None, ...]:
+        """The arrays the native kernel's values are made of."""
+        return (
             self.gleak, self.vleak, self.cm, self.w, self.sigma, self.mu,
             self.erev, self.sensory_w, self.sensory_sigma, self.sensory_mu,
             self.sensory_erev, self._synapse_gains, self._sensory_synapse_gains,
             self.get("_time_scales"), self.get("input_w"), self.get("input_b"),
             self.get("output_w"), self.get("output_b"),
         )  # fmt: skip
-        cached = self._native_cache
-        if cached is not None and all(
-            a is b for a, b in zip(cached[0], sources, strict=True)
-        ):
-            return cached[1]
+
+    def _native_parameters(self, sources: tuple[Any, ...]) -> dict[str, Any]:
+        """The per-neuron and per-synapse values the native kernel takes,
+        from the evaluated ``sources`` (:meth:`_native_sources`).
+
+        For cells of up to :data:`NATIVE_CACHE_ELEMENTS` parameter elements
+        (controllers stepped one input at a time) the values are reused while
+        the source arrays are the same objects with the same contents (an
+        in-place ``w[i, j] = x`` keeps the object), so repeated inference
+        calls create no MLX work at all.
+        """
+        present = [a for a in sources if a is not None]
+        fingerprint = None
+        if sum(a.size for a in present) <= NATIVE_CACHE_ELEMENTS:
+            fingerprint = np.concatenate([np.asarray(a).ravel() for a in present])
+            cached = self._native_cache
+            if (
+                cached is not None
+                and all(a is b for a, b in zip(cached[0], sources, strict=True))
+                and np.array_equal(cached[2], fingerprint)
+            ):
+                return cached[1]
         recurrent, sensory = self._native_synapse_lists()
         positive = self._positive()
         cm = positive(self.cm) * float(self.ode_unfolds)
@@ -549,7 +565,9 @@ class LTCCell(nn.Module):
                 ),
             ),
         }
-        self._native_cache = (sources, values)
+        self._native_cache = (
+            None if fingerprint is None else (sources, values, fingerprint)
+        )
         return values
 
     def _native_run(
@@ -567,9 +585,12 @@ class LTCCell(nn.Module):
         the CPU)."""
         if not self.uses_native:
             return None
+        sources = self._native_sources()
+        if not native.can_run(x, h, *(a for a in sources if a is not None)):
+            return None
         batch, length = x.shape[0], (1 if x.ndim == 2 else x.shape[1])
         recurrent, sensory = self._native_synapse_lists()
-        values = self._native_parameters()
+        values = self._native_parameters(sources)
         if isinstance(elapsed, float):
             dt = mx.array([max(elapsed, MIN_ELAPSED)], mx.float32)
         else:
@@ -589,14 +610,12 @@ class LTCCell(nn.Module):
             values["output_w"],
             values["output_b"],
         )
-        # one evaluation for all of them (mostly a no-op: inputs and cached
-        # parameters are already evaluated); it fails while being traced
-        if not native.can_run(
+        # the values made here, in one evaluation (none for a cached cell)
+        mx.eval(
             *(a for a in arguments if a is not None),
             *values["synapses"],
             *values["sensory_synapses"],
-        ):
-            return None
+        )
         return native_ltc.ltc_sequence(
             recurrent,
             sensory,

@@ -19,6 +19,8 @@ from ncp_core.cells._checks import (
 )
 from ncp_core.cells.cfc import CfCCell, check_mode
 from ncp_core.errors import ModelError
+from ncp_core.native.cfc import cfc_step
+from ncp_core.native.cfc import supports as native_supports
 
 __all__ = ["INTRA_LAYER", "WiredCfCCell"]
 
@@ -195,7 +197,9 @@ class WiredCfCCell(nn.Module):
         )
         for index, cell in enumerate(self.layers):
             cell._sparsity_mask = mx.array(
-                np.abs(self._layer_mask(index)).astype(np.float32).T
+                np.ascontiguousarray(
+                    np.abs(self._layer_mask(index)).astype(np.float32).T
+                )
             )
 
     def set_synapse_gains(self, gains: Any = None, sensory_gains: Any = None) -> None:
@@ -227,7 +231,9 @@ class WiredCfCCell(nn.Module):
             else:
                 inputs = gains[np.ix_(self._layers.ids[index - 1], ids)]
             intra = gains[np.ix_(ids, ids)]
-            cell._synapse_gains = mx.array(np.concatenate([inputs, intra], 0).T)
+            cell._synapse_gains = mx.array(
+                np.ascontiguousarray(np.concatenate([inputs, intra], 0).T)
+            )
 
     # -- the pieces of a step -------------------------------------------------
 
@@ -296,6 +302,12 @@ class WiredCfCCell(nn.Module):
             mx.concatenate(layer_states, axis=-1), self._to_id_order, axis=-1
         )
 
+    @property
+    def uses_native(self) -> bool:
+        """Whether eager CPU calls run on the native kernel (modes default and
+        no_gate, where it builds); see :mod:`ncp_core.native.cfc`."""
+        return native_supports(self)
+
     def __call__(
         self,
         inputs: mx.array,
@@ -310,6 +322,9 @@ class WiredCfCCell(nn.Module):
             "WiredCfCCell", inputs, state, self.sensory_size, self.state_size
         )
         ts = elapsed_column(ts, inputs.shape[0])
+        native = cfc_step(self, inputs, state, ts)
+        if native is not None:
+            return native
         if isinstance(ts, float):
             # an array, not a constant: a new value must not retrace the step
             ts = mx.array(ts, dtype=mx.float32).reshape(1, 1)

@@ -128,8 +128,7 @@ def _make_function(
             cache.get(arrays[10])[0],
         )
 
-    @mx.custom_function
-    def sequence(*arrays: mx.array) -> tuple[mx.array, ...]:
+    def forward(*arrays: mx.array) -> tuple[mx.array, ...]:
         if getattr(pending, "value", None) is None:
             prepare(arrays)
         sizes, head, params, synapses, u0, owb, obb = pending.value
@@ -149,6 +148,8 @@ def _make_function(
             # one step: the shapes of a cell call, (B, N) and (B, M)
             states, readout = states[:, 0], readout[:, 0]
         return mx.array(states), mx.array(readout), mx.array(V), mx.array(D)
+
+    sequence = mx.custom_function(forward)
 
     @sequence.vjp
     def sequence_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
@@ -181,10 +182,10 @@ def _make_function(
         out += [mx.array(a) for a in (ggl, gvl, g_ow, g_ob, *grads, *sgrads)]
         return tuple(out)
 
-    return sequence, prepare
+    return sequence, prepare, forward
 
 
-_FUNCTIONS: dict[tuple[int, int, int, float], tuple[Any, Any, Any, Any]] = {}
+_FUNCTIONS: dict[tuple[int, int, int, float], tuple[Any, ...]] = {}
 
 
 _NO_MASK = mx.zeros((0,), mx.bool_)
@@ -240,8 +241,8 @@ def ltc_sequence(
         if len(_FUNCTIONS) > 64:
             _FUNCTIONS.clear()
         # the entry holds the lists, so the ids in its key stay theirs
-        function, prepare = _make_function(recurrent, sensory, unfolds, epsilon)
-        entry = (function, prepare, recurrent, sensory)
+        entry = (*_make_function(recurrent, sensory, unfolds, epsilon), recurrent)
+        entry += (sensory,)
         _FUNCTIONS[key] = entry
     arguments = (
         x,
@@ -259,5 +260,7 @@ def ltc_sequence(
         *sensory_synapses,
     )
     entry[1](arguments)
-    states, readout, _, _ = entry[0](*arguments)
+    # under no_grad the forward runs bare: its results are plain arrays
+    function = entry[0] if native.grad_enabled() else entry[2]
+    states, readout, _, _ = function(*arguments)
     return states, readout
