@@ -387,16 +387,19 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
 
 /* The floor: seconds per synapse evaluation of the fused
  *   a = w σ(s (v − μ)),  num += a E,  den += a
- * over `synapses` synapses of contiguous (batch,) rows, without the index
- * look-ups of the kernel; the batch is split across threads as in the
- * kernel. The fastest of `repeats` passes. For benchmarks. */
+ * over `synapses` synapses of contiguous (batch,) rows, `rounds` times over
+ * the same rows (so they stay in cache, as a step's potentials do in the
+ * kernel), without the index look-ups of the kernel; the batch is split
+ * across threads as in the kernel. The fastest of `repeats` passes. For
+ * benchmarks. */
 static double seconds_now(void) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
 }
 
-double ncp_ltc_floor(int synapses, int batch, int repeats, int threads) {
+double ncp_ltc_floor(int synapses, int batch, int repeats, int threads,
+                     int rounds) {
   size_t size = (size_t)synapses * batch;
   float *v = malloc(sizeof(float) * size);
   float *params = malloc(sizeof(float) * 4 * (size_t)synapses);
@@ -428,17 +431,18 @@ double ncp_ltc_floor(int synapses, int batch, int repeats, int threads) {
 #endif
       int lo, hi;
       batch_run(batch, id, threads, &lo, &hi);
-      for (int e = 0; e < synapses; e++) {
-        const float *ve = v + (size_t)e * batch;
-        float we = params[4 * e], se = params[4 * e + 1];
-        float me = params[4 * e + 2], re = params[4 * e + 3];
+      for (int round = 0; round < rounds; round++)
+        for (int e = 0; e < synapses; e++) {
+          const float *ve = v + (size_t)e * batch;
+          const float *pe = params + 4 * (size_t)e;
+          float we = pe[0], se = pe[1], me = pe[2], re = pe[3];
 #pragma omp simd
-        for (int b = lo; b < hi; b++) {
-          float a = we * ncp_sigmoid(se * (ve[b] - me));
-          num[b] += a * re;
-          den[b] += a;
+          for (int b = lo; b < hi; b++) {
+            float a = we * ncp_sigmoid(se * (ve[b] - me));
+            num[b] += a * re;
+            den[b] += a;
+          }
         }
-      }
     }
     double elapsed = seconds_now() - start;
     if (elapsed < best) best = elapsed;
@@ -450,7 +454,7 @@ double ncp_ltc_floor(int synapses, int batch, int repeats, int threads) {
   free(params);
   free(num);
   free(den);
-  return best / (double)size;
+  return best / ((double)size * rounds);
 }
 
 /* σ elementwise, as the kernels evaluate it (for tests of its accuracy) */
