@@ -15,7 +15,8 @@ __all__ = ["make_train_step", "uses_native"]
 
 
 def uses_native(model: nn.Module) -> bool:
-    """Whether some cell of ``model`` runs on the native CPU kernels.
+    """Whether some cell of ``model`` runs on the native CPU kernels (on the
+    current default device).
 
     Those kernels are C calls that ``mx.compile`` cannot trace (inside it the
     cells fall back to the MLX kernels), and they are faster than a compiled
@@ -23,6 +24,8 @@ def uses_native(model: nn.Module) -> bool:
     whether it runs natively (``uses_native``) speaks for its submodules: a
     sequence model with mixed memory keeps its cell on the MLX path.
     """
+    if mx.default_device().type != mx.DeviceType.cpu:
+        return False  # the native kernels are CPU code
     deciders = [
         name
         for name, module in model.named_modules()
