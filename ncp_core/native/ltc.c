@@ -53,6 +53,31 @@ static void batch_run(int batch, int id, int count, int *lo, int *hi) {
   *hi = (first + size) * 8 < batch ? (first + size) * 8 : batch;
 }
 
+/* the threads a call of batch B uses: at most one per block of 8 samples */
+static int thread_count(int B, int threads) {
+  int blocks = (B + 7) / 8;
+  if (threads > blocks) threads = blocks;
+  return threads < 1 ? 1 : threads;
+}
+
+/* the batch run [*lo, *hi) of the calling thread of a parallel region */
+static void my_run(int B, int threads, int *lo, int *hi) {
+  int id = 0;
+#ifdef _OPENMP
+  id = omp_get_thread_num();
+#endif
+  batch_run(B, id, threads, lo, hi);
+}
+
+/* frees what `count` pointers hold; 0 if none of them was NULL, else -1 */
+static int release_on_failure(void **blocks, int count) {
+  int failed = 0;
+  for (int i = 0; i < count; i++) failed |= blocks[i] == NULL;
+  if (failed)
+    for (int i = 0; i < count; i++) free(blocks[i]);
+  return failed ? -1 : 0;
+}
+
 /* the mapped inputs of step t as (S, B) columns [lo, hi) of xt */
 static void step_inputs(int B, int L, int S, int t, int lo, int hi,
                         const float *x, const float *win, const float *bin,
@@ -87,7 +112,7 @@ static void sensory_drive(int N, int B, int lo, int hi, const float *xt,
   }
 }
 
-void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
+int ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
                      const float *x, const float *win, const float *bin,
                      const float *u0, const float *cm, const float *dt,
                      int dt_full, const float *gleak, const float *vleak,
@@ -102,21 +127,17 @@ void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
   size_t plane = (size_t)N * B;
   float *sn = malloc(sizeof(float) * plane), *sd = malloc(sizeof(float) * plane);
   float *xt = malloc(sizeof(float) * ((size_t)S * B + 1));
-  if (threads < 1) threads = 1;
-  if (threads > (B + 7) / 8) threads = (B + 7) / 8;
+  float *inv_dt = malloc(sizeof(float) * (size_t)B);
+  void *blocks[] = {sn, sd, xt, inv_dt};
+  if (release_on_failure(blocks, 4)) return -1;
+  threads = thread_count(B, threads);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
   {
-    int id = 0;
-#ifdef _OPENMP
-    id = omp_get_thread_num();
-#endif
     int lo, hi;
-    batch_run(B, id, threads, &lo, &hi);
-    int run = hi - lo;
-    float *inv_dt = malloc(sizeof(float) * (run > 0 ? run : 1));
-    for (int t = 0; t < L && run > 0; t++) {
+    my_run(B, threads, &lo, &hi);
+    for (int t = 0; t < L && hi > lo; t++) {
       float *Vt = V + (size_t)t * (K + 1) * plane;
       if (t == 0) {
         for (int j = 0; j < N; j++)
@@ -133,7 +154,7 @@ void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
           }
       }
       for (int b = lo; b < hi; b++)
-        inv_dt[b - lo] = 1.0f / (dt_full ? dt[(size_t)b * L + t] : dt[0]);
+        inv_dt[b] = 1.0f / (dt_full ? dt[(size_t)b * L + t] : dt[0]);
       step_inputs(B, L, S, t, lo, hi, x, win, bin, xt);
       sensory_drive(N, B, lo, hi, xt, &sen, gleak, vleak, sn, sd);
       for (int k = 0; k < K; k++) {
@@ -147,7 +168,7 @@ void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
           float c = cm[j];
 #pragma omp simd
           for (int b = lo; b < hi; b++) {
-            float ct = c * inv_dt[b - lo];
+            float ct = c * inv_dt[b];
             num[b] = ct * vj[b] + snj[b];
             den[b] = ct + sdj[b] + epsilon;
           }
@@ -173,14 +194,15 @@ void ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
         for (int j = 0; j < N; j++) st[j] = from[(size_t)j * B + b];
       }
     }
-    free(inv_dt);
   }
   free(sn);
   free(sd);
   free(xt);
+  free(inv_dt);
+  return 0;
 }
 
-void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
+int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
                       const float *x, const float *win, const float *bin,
                       const float *cm, const float *dt, int dt_full,
                       const float *gleak, const float *vleak,
@@ -198,8 +220,7 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
   synapses_t sen = {sptr, ssrc, sw, ss, smu, serev};
   int E = ptr[N], Es = sptr[N];
   size_t plane = (size_t)N * B;
-  if (threads < 1) threads = 1;
-  if (threads > (B + 7) / 8) threads = (B + 7) / 8;
+  threads = thread_count(B, threads);
   /* per thread: 4E + 4Es + 3N + 2S parameter-gradient sums */
   size_t per_thread =
       4 * (size_t)E + 4 * (size_t)Es + 3 * (size_t)N + 2 * (size_t)S;
@@ -212,33 +233,33 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
   /* the mapped inputs of a step and their gradient, (S, B) */
   float *xt = malloc(sizeof(float) * ((size_t)S * B + 1));
   float *gxt = malloc(sizeof(float) * ((size_t)S * B + 1));
+  float *inv_dt = malloc(sizeof(float) * (size_t)B);
+  void *blocks[] = {sums, g_a, g_b, g_num, g_den, gN, gD, carry, xt, gxt, inv_dt};
+  if (release_on_failure(blocks, 11)) return -1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
   {
-    int id = 0;
+    int lo, hi, id = 0;
 #ifdef _OPENMP
     id = omp_get_thread_num();
 #endif
-    int lo, hi;
     batch_run(B, id, threads, &lo, &hi);
-    int run = hi - lo;
     float *mine = sums + per_thread * id;
     synapse_grads_t gr = {mine, mine + E, mine + 2 * E, mine + 3 * E};
     float *sbase = mine + 4 * (size_t)E;
     synapse_grads_t gsn = {sbase, sbase + Es, sbase + 2 * Es, sbase + 3 * Es};
     float *gcm = sbase + 4 * (size_t)Es, *ggl = gcm + N, *gvl = ggl + N;
     float *gwin = gvl + N, *gbin = gwin + S;
-    float *inv_dt = malloc(sizeof(float) * (run > 0 ? run : 1));
     /* the state gradient and the next one; each thread swaps its own
        pointers, over its own columns of the shared planes */
     float *g = g_a, *g_next = g_b;
     for (int j = 0; j < N; j++)
       for (int b = lo; b < hi; b++) carry[(size_t)j * B + b] = 0.0f;
-    for (int t = L - 1; t >= 0 && run > 0; t--) {
+    for (int t = L - 1; t >= 0 && hi > lo; t--) {
       const float *Vt = V + (size_t)t * (K + 1) * plane;
       for (int b = lo; b < hi; b++)
-        inv_dt[b - lo] = 1.0f / (dt_full ? dt[(size_t)b * L + t] : dt[0]);
+        inv_dt[b] = 1.0f / (dt_full ? dt[(size_t)b * L + t] : dt[0]);
       /* the gradient at the step's output splits into the solver's share
          and, where the step was skipped, the carried state's */
       for (int b = lo; b < hi; b++) {
@@ -266,10 +287,10 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
             float d_grad = -n_grad * out[row + b];
             gN[row + b] = n_grad;
             gD[row + b] = d_grad;
-            gc += (n_grad * v[row + b] + d_grad) * inv_dt[b - lo];
+            gc += (n_grad * v[row + b] + d_grad) * inv_dt[b];
             g_num[row + b] += n_grad;
             g_den[row + b] += d_grad;
-            g_next[row + b] = n_grad * c * inv_dt[b - lo];
+            g_next[row + b] = n_grad * c * inv_dt[b];
           }
           gcm[j] += gc;
         }
@@ -358,7 +379,6 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
     }
     for (int b = lo; b < hi; b++)
       for (int j = 0; j < N; j++) g_u0[(size_t)b * N + j] = carry[(size_t)j * B + b];
-    free(inv_dt);
   }
   /* sum the threads' parameter gradients */
   float *outs[13] = {g_w,  g_s,  g_mu,    g_erev,  g_sw,  g_ss, g_smu,
@@ -383,6 +403,8 @@ void ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
   free(carry);
   free(xt);
   free(gxt);
+  free(inv_dt);
+  return 0;
 }
 
 /* The floor: seconds per synapse evaluation of the fused
@@ -416,8 +438,9 @@ double ncp_ltc_floor(int synapses, int batch, int repeats, int threads,
     params[4 * e + 2] = 0.3f + 0.1f * (float)(e % 5);
     params[4 * e + 3] = (e % 3) ? 1.0f : -1.0f;
   }
-  if (threads < 1) threads = 1;
-  if (threads > (batch + 7) / 8) threads = (batch + 7) / 8;
+  void *blocks[] = {v, params, num, den};
+  if (release_on_failure(blocks, 4)) return -1.0;
+  threads = thread_count(batch, threads);
   double best = 1e30;
   for (int r = 0; r < repeats; r++) {
     double start = seconds_now();
@@ -425,12 +448,8 @@ double ncp_ltc_floor(int synapses, int batch, int repeats, int threads,
 #pragma omp parallel num_threads(threads)
 #endif
     {
-      int id = 0;
-#ifdef _OPENMP
-      id = omp_get_thread_num();
-#endif
       int lo, hi;
-      batch_run(batch, id, threads, &lo, &hi);
+      my_run(batch, threads, &lo, &hi);
       for (int round = 0; round < rounds; round++)
         for (int e = 0; e < synapses; e++) {
           const float *ve = v + (size_t)e * batch;

@@ -61,12 +61,12 @@ def _library() -> Any:
     if library is None:
         return None
     if not getattr(library, "_ncp_typed", False):
-        library.ncp_ltc_forward.restype = None
+        library.ncp_ltc_forward.restype = ctypes.c_int
         library.ncp_ltc_forward.argtypes = (
             [_int] * 6 + [_ptr] * 6 + [_int] + [_ptr] * 15 + [ctypes.c_float]
             + [_ptr] * 3
         )  # fmt: skip
-        library.ncp_ltc_backward.restype = None
+        library.ncp_ltc_backward.restype = ctypes.c_int
         library.ncp_ltc_backward.argtypes = (
             [_int] * 6 + [_ptr] * 5 + [_int] + [_ptr] * 15 + [_ptr] * 18
         )
@@ -77,6 +77,15 @@ def _library() -> Any:
 def available() -> bool:
     """Whether the native LTC kernel is enabled and builds here."""
     return _library() is not None
+
+
+def _check(status: int, batch: int, length: int, units: int) -> None:
+    if status != 0:
+        raise MemoryError(
+            f"the native LTC kernel could not allocate its work buffers for "
+            f"batch {batch} and {units} neurons (length {length}); use a smaller "
+            "batch"
+        )
 
 
 def _buffers(*arrays: mx.array) -> list[np.ndarray]:
@@ -137,11 +146,12 @@ def _make_function(
         states = np.empty((batch, length, n), np.float32)
         V = np.empty((length, unfolds + 1, n, batch), np.float32)
         D = np.empty((length, unfolds, n, batch), np.float32)
-        library.ncp_ltc_forward(
+        status = library.ncp_ltc_forward(
             batch, length, n, features, unfolds, native.num_threads(),
             *head, u0, *params, *synapses,
             epsilon, p(states), p(V), p(D),
         )  # fmt: skip
+        _check(status, batch, length, n)
         _calls["forward"] += 1
         readout = states[..., : owb.size] * owb + obb
         if arrays[0].ndim == 2:
@@ -169,12 +179,13 @@ def _make_function(
         gcm, ggl, gvl = (np.empty(n, np.float32) for _ in range(3))
         grads = [np.empty(recurrent.count, np.float32) for _ in range(4)]
         sgrads = [np.empty(sensory.count, np.float32) for _ in range(4)]
-        library.ncp_ltc_backward(
+        status = library.ncp_ltc_backward(
             batch, length, n, features, unfolds, native.num_threads(),
             *head, *params, *synapses,
             p(Vb), p(Db), p(g_states), p(gx), p(gwin), p(gbin), p(gu0), p(gcm),
             p(ggl), p(gvl), *(p(a) for a in grads), *(p(a) for a in sgrads),
         )  # fmt: skip
+        _check(status, batch, length, n)
         _calls["backward"] += 1
         dt, keep_array = primals[5], primals[6]
         out = [mx.array(a) for a in (gx, gwin, gbin, gu0, gcm)]
