@@ -356,3 +356,67 @@ def test_no_grad_returns_plain_results_equal_to_the_graph_ones():
     with ncp.no_grad():
         plain = model(xs)[0]
     np.testing.assert_array_equal(np.array(plain), np.array(model(xs)[0]))
+
+
+def test_many_masked_calls_keep_matching_the_mlx_kernel():
+    # each call converts its mask to a private buffer; none may be freed
+    # before the kernel has read it, however many calls come before
+    ours = random_model("native", AutoNCP(12, 3, seed=2))
+    reference = random_model("sparse", AutoNCP(12, 3, seed=2))
+    rng = np.random.default_rng(5)
+    for _ in range(70):
+        x = mx.array(rng.normal(size=(3, 6, 3)).astype(np.float32))
+        keep = mx.array(rng.uniform(size=(3, 6)) < 0.7)
+        np.testing.assert_allclose(
+            np.array(ours(x, mask=keep)[0]),
+            np.array(reference(x, mask=keep)[0]),
+            atol=2e-6,
+        )
+
+
+def test_in_place_edits_of_inputs_states_and_mappings_are_seen():
+    ours = random_model("native", AutoNCP(12, 3, seed=2))
+    reference = random_model("sparse", AutoNCP(12, 3, seed=2))
+    x, h = mx.ones((2, 4, 3)), mx.zeros((2, 12))
+    mx.eval(ours(x, h)[0])
+    x[:, :, 1] = -2.0
+    h[0, 3] = 0.7
+    for model in (ours, reference):
+        model.rnn_cell.output_w[:] = -2.0
+        model.rnn_cell.input_b[:] = 0.5
+    np.testing.assert_allclose(
+        np.array(ours(x, h)[0]), np.array(reference(x, h)[0]), atol=2e-6
+    )
+
+
+def test_timespans_take_the_same_gradient_as_on_the_mlx_kernel():
+    rng = np.random.default_rng(6)
+    x = mx.array(rng.normal(size=(3, 5, 3)).astype(np.float32))
+    spans = mx.array(rng.uniform(0.3, 2.0, (3, 5)).astype(np.float32))
+    grads = {}
+    for kernel in ("native", "sparse"):
+        model = random_model(kernel, AutoNCP(12, 3, seed=2))
+
+        def loss(spans, model=model):
+            return mx.sum(model(x, timespans=spans)[0] ** 2)
+
+        grads[kernel] = np.array(mx.grad(loss)(spans))
+    assert np.abs(grads["sparse"]).max() > 1e-3
+    np.testing.assert_allclose(grads["native"], grads["sparse"], atol=1e-5)
+
+
+def test_forward_mode_derivatives_are_refused_with_a_way_out():
+    model = random_model("native", AutoNCP(12, 3, seed=2))
+    x = mx.ones((2, 4, 3))
+    with pytest.raises(native.NativeUnsupported, match="kernel='sparse'"):
+        mx.jvp(lambda x: model(x)[0], (x,), (mx.ones_like(x),))
+
+
+def test_other_float_types_take_the_mlx_kernel():
+    model = random_model("native", AutoNCP(12, 3, seed=2))
+    x = mx.ones((2, 4, 3), mx.bfloat16)
+    (y, _), counted = calls_during(lambda: model(x))
+    assert counted["forward"] == 0 and bool(mx.isfinite(y.astype(mx.float32)).all())
+    model.set_dtype(mx.bfloat16)
+    (y, _), counted = calls_during(lambda: model(x))
+    assert counted["forward"] == 0 and bool(mx.isfinite(y.astype(mx.float32)).all())

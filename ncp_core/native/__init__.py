@@ -53,8 +53,9 @@ import numpy as np
 from ncp_core.errors import ModelError
 
 __all__ = [
-    "BufferCache",
     "NativeUnavailable",
+    "NativeUnsupported",
+    "address",
     "as_buffer",
     "available",
     "can_run",
@@ -121,6 +122,10 @@ def grad_enabled() -> bool:
 
 class NativeUnavailable(ModelError):
     """The native kernels were required (``NCP_NATIVE=1``) but do not build."""
+
+
+class NativeUnsupported(ModelError):
+    """A transformation the native kernels do not provide (e.g. ``mx.jvp``)."""
 
 
 _lock = threading.Lock()
@@ -346,27 +351,28 @@ def as_buffer(x: mx.array, dtype: Any = np.float32) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x), dtype=dtype)
 
 
-class BufferCache:
-    """numpy views of MLX arrays and their addresses, kept while the same
-    array objects come back (parameters between inference calls: MLX arrays
-    are immutable, an update brings new objects). Bounded; holding the MLX
-    array keeps the view's memory alive."""
+_from_buffer = ctypes.c_char.from_buffer
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._entries: dict[int, tuple[mx.array, np.ndarray, int]] = {}
 
-    def get(self, array: mx.array, dtype: Any = np.float32) -> tuple[np.ndarray, int]:
-        """``(buffer, address)`` of ``array`` (evaluated) as ``dtype``."""
-        entry = self._entries.get(id(array))
-        if entry is not None and entry[0] is array and entry[1].dtype == dtype:
-            return entry[1], entry[2]
-        buffer = as_buffer(array, dtype)
-        address = int(buffer.__array_interface__["data"][0])
-        if len(self._entries) >= self.size:
-            self._entries.clear()
-        self._entries[id(array)] = (array, buffer, address)
-        return buffer, address
+def address(array: mx.array, held: list[Any], dtype: Any = np.float32) -> int:
+    """The address of the evaluated ``array``'s data as C-contiguous
+    ``dtype``: its own memory where it already is that, else a copy.
+
+    ``held`` keeps what the address points into alive: keep it until the C
+    call returns. Nothing is cached across calls: an in-place update of an
+    MLX array may move its data.
+    """
+    if np.dtype(dtype) == np.float32 and array.dtype == mx.float32:
+        try:
+            view = _from_buffer(array)  # type: ignore[arg-type]
+        except (TypeError, ValueError, BufferError):
+            pass  # not contiguous, or not writable: copy below
+        else:
+            held.append(view)
+            return ctypes.addressof(view)
+    buffer = as_buffer(array, dtype)
+    held.append(buffer)
+    return int(buffer.__array_interface__["data"][0])
 
 
 def pointer(array: np.ndarray | None) -> int | None:

@@ -213,7 +213,8 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
                       const float *smu, const float *serev, const float *V,
                       const float *D, const float *g_states, float *g_x,
                       float *g_win, float *g_bin, float *g_u0, float *g_cm,
-                      float *g_gleak, float *g_vleak, float *g_w, float *g_s,
+                      float *g_gleak, float *g_vleak, float *g_dt,
+                      float *g_w, float *g_s,
                       float *g_mu, float *g_erev, float *g_sw, float *g_ss,
                       float *g_smu, float *g_serev) {
   synapses_t rec = {ptr, src, w, s, mu, erev};
@@ -234,8 +235,11 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
   float *xt = malloc(sizeof(float) * ((size_t)S * B + 1));
   float *gxt = malloc(sizeof(float) * ((size_t)S * B + 1));
   float *inv_dt = malloc(sizeof(float) * (size_t)B);
-  void *blocks[] = {sums, g_a, g_b, g_num, g_den, gN, gD, carry, xt, gxt, inv_dt};
-  if (release_on_failure(blocks, 11)) return -1;
+  /* per sample: Σ over neurons and unfolds of ∂loss/∂c_t · cm, for Δt */
+  float *dt_sum = malloc(sizeof(float) * (size_t)B);
+  void *blocks[] = {sums, g_a,   g_b, g_num,  g_den, gN,
+                    gD,   carry, xt,  gxt,    inv_dt, dt_sum};
+  if (release_on_failure(blocks, 12)) return -1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -258,8 +262,10 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
       for (int b = lo; b < hi; b++) carry[(size_t)j * B + b] = 0.0f;
     for (int t = L - 1; t >= 0 && hi > lo; t--) {
       const float *Vt = V + (size_t)t * (K + 1) * plane;
-      for (int b = lo; b < hi; b++)
+      for (int b = lo; b < hi; b++) {
         inv_dt[b] = 1.0f / (dt_full ? dt[(size_t)b * L + t] : dt[0]);
+        dt_sum[b] = 0.0f;
+      }
       /* the gradient at the step's output splits into the solver's share
          and, where the step was skipped, the carried state's */
       for (int b = lo; b < hi; b++) {
@@ -287,7 +293,9 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
             float d_grad = -n_grad * out[row + b];
             gN[row + b] = n_grad;
             gD[row + b] = d_grad;
-            gc += (n_grad * v[row + b] + d_grad) * inv_dt[b];
+            float g_ct = n_grad * v[row + b] + d_grad;
+            gc += g_ct * inv_dt[b];
+            dt_sum[b] += g_ct * c;
             g_num[row + b] += n_grad;
             g_den[row + b] += d_grad;
             g_next[row + b] = n_grad * c * inv_dt[b];
@@ -324,6 +332,10 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
         g = g_next;
         g_next = swap;
       }
+      /* c_t = cm / Δt: ∂c_t/∂Δt = −cm / Δt² */
+      if (g_dt != NULL)
+        for (int b = lo; b < hi; b++)
+          g_dt[(size_t)b * L + t] = -dt_sum[b] * inv_dt[b] * inv_dt[b];
       /* the sensory drive and the leak */
       step_inputs(B, L, S, t, lo, hi, x, win, bin, xt);
       for (int q = 0; q < S; q++)
@@ -404,6 +416,7 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
   free(xt);
   free(gxt);
   free(inv_dt);
+  free(dt_sum);
   return 0;
 }
 

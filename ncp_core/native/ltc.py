@@ -10,7 +10,6 @@ in MLX, so gradients reach the stored parameters as with the MLX kernels.
 from __future__ import annotations
 
 import ctypes
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +67,7 @@ def _library() -> Any:
         )  # fmt: skip
         library.ncp_ltc_backward.restype = ctypes.c_int
         library.ncp_ltc_backward.argtypes = (
-            [_int] * 6 + [_ptr] * 5 + [_int] + [_ptr] * 15 + [_ptr] * 18
+            [_int] * 6 + [_ptr] * 5 + [_int] + [_ptr] * 15 + [_ptr] * 19
         )
         library._ncp_typed = True
     return library
@@ -101,48 +100,34 @@ def _make_function(
     sen_ptr, sen_src = sensory.ptr, sensory.src
     p = native.pointer
 
-    cache = native.BufferCache()
-    rec = [p(a) for a in (rec_ptr, rec_src)]
-    sen = [p(a) for a in (sen_ptr, sen_src)]
+    constants = [p(a) for a in (rec_ptr, rec_src, sen_ptr, sen_src)]
 
-    def common(arrays: tuple[mx.array, ...]) -> tuple[Any, ...]:
+    def common(arrays: tuple[mx.array, ...], held: list[Any]) -> tuple[Any, ...]:
         """Sizes, and the addresses of the inputs both directions read in
-        the C order (``keep`` NULL when empty)."""
+        the C order (``keep`` NULL when empty); ``held`` keeps what they
+        point into alive until the kernel returns."""
         x, win, bin_, u0, cm, dt, keep, gleak, vleak, _, _, *synapses = arrays
         batch, n = u0.shape
         features = win.shape[0]
         length = x.size // (batch * features)
-        get = cache.get
-        head = [get(a)[1] for a in (x, win, bin_)]
-        params = [get(a)[1] for a in (cm, dt)] + [int(dt.size > 1)]
-        params += [get(a)[1] for a in (gleak, vleak)]
-        params.append(None if keep.size == 0 else get(keep, np.uint8)[1])
-        w = [get(a)[1] for a in synapses[:4]]
-        sw = [get(a)[1] for a in synapses[4:]]
-        sizes = (batch, length, n, features)
-        return sizes, head, params, [*rec, *w, *sen, *sw]
 
-    # The forward runs inside the call that passes the arrays, but MLX hands
-    # it new Python objects for them, which the identity cache cannot know:
-    # the caller looks the addresses up first (cached parameters hit) and
-    # leaves them here for the forward of that same call.
-    # (per thread: two threads may run models of the same wiring at once)
-    pending = threading.local()
+        def at(a: mx.array, dtype: Any = np.float32) -> int | None:
+            return native.address(a, held, dtype)
 
-    def prepare(arrays: tuple[mx.array, ...]) -> None:
-        pending.value = (
-            *common(arrays),
-            cache.get(arrays[3])[1],
-            cache.get(arrays[9])[0],
-            cache.get(arrays[10])[0],
-        )
+        head = [at(a) for a in (x, win, bin_)]
+        params = [at(cm), at(dt), int(dt.size > 1), at(gleak), at(vleak)]
+        params.append(None if keep.size == 0 else at(keep, np.uint8))
+        w = [at(a) for a in synapses[:4]]
+        sw = [at(a) for a in synapses[4:]]
+        addresses = [constants[0], constants[1], *w, constants[2], constants[3], *sw]
+        return (batch, length, n, features), head, params, addresses
 
     def forward(*arrays: mx.array) -> tuple[mx.array, ...]:
-        if getattr(pending, "value", None) is None:
-            prepare(arrays)
-        sizes, head, params, synapses, u0, owb, obb = pending.value
-        pending.value = None
+        held: list[Any] = []
+        sizes, head, params, synapses = common(arrays, held)
         batch, length, n, features = sizes
+        u0 = native.address(arrays[3], held)
+        owb, obb = native.as_buffer(arrays[9]), native.as_buffer(arrays[10])
         states = np.empty((batch, length, n), np.float32)
         V = np.empty((length, unfolds + 1, n, batch), np.float32)
         D = np.empty((length, unfolds, n, batch), np.float32)
@@ -151,6 +136,7 @@ def _make_function(
             *head, u0, *params, *synapses,
             epsilon, p(states), p(V), p(D),
         )  # fmt: skip
+        del held
         _check(status, batch, length, n)
         _calls["forward"] += 1
         readout = states[..., : owb.size] * owb + obb
@@ -163,9 +149,10 @@ def _make_function(
 
     @sequence.vjp
     def sequence_vjp(primals: Any, cotangents: Any, outputs: Any) -> Any:
-        (batch, length, n, features), head, params, synapses = common(primals)
-        xb, winb, binb = (cache.get(a)[0] for a in primals[:3])
-        owb = cache.get(primals[9])[0]
+        held: list[Any] = []
+        (batch, length, n, features), head, params, synapses = common(primals, held)
+        xb, winb, binb = (native.as_buffer(a) for a in primals[:3])
+        owb = native.as_buffer(primals[9])
         m = owb.size
         states, g_readout = _buffers(outputs[0], cotangents[1])
         g_states = np.array(cotangents[0], np.float32)
@@ -177,23 +164,36 @@ def _make_function(
         gwin, gbin = np.empty_like(winb), np.empty_like(binb)
         gu0 = np.empty((batch, n), np.float32)
         gcm, ggl, gvl = (np.empty(n, np.float32) for _ in range(3))
+        dt, keep_array = primals[5], primals[6]
+        # Δt per sample and step takes a gradient; one Δt for all came from
+        # a Python number and takes none
+        gdt = np.zeros(dt.shape, np.float32)
         grads = [np.empty(recurrent.count, np.float32) for _ in range(4)]
         sgrads = [np.empty(sensory.count, np.float32) for _ in range(4)]
         status = library.ncp_ltc_backward(
             batch, length, n, features, unfolds, native.num_threads(),
             *head, *params, *synapses,
             p(Vb), p(Db), p(g_states), p(gx), p(gwin), p(gbin), p(gu0), p(gcm),
-            p(ggl), p(gvl), *(p(a) for a in grads), *(p(a) for a in sgrads),
+            p(ggl), p(gvl), p(gdt if dt.size > 1 else None),
+            *(p(a) for a in grads), *(p(a) for a in sgrads),
         )  # fmt: skip
+        del held
         _check(status, batch, length, n)
         _calls["backward"] += 1
-        dt, keep_array = primals[5], primals[6]
-        out = [mx.array(a) for a in (gx, gwin, gbin, gu0, gcm)]
-        out += [mx.zeros_like(dt), mx.zeros_like(keep_array)]
+        out = [mx.array(a) for a in (gx, gwin, gbin, gu0, gcm, gdt)]
+        out.append(mx.zeros_like(keep_array))
         out += [mx.array(a) for a in (ggl, gvl, g_ow, g_ob, *grads, *sgrads)]
         return tuple(out)
 
-    return sequence, prepare, forward
+    @sequence.jvp
+    def sequence_jvp(primals: Any, tangents: Any) -> Any:
+        raise native.NativeUnsupported(
+            "forward-mode derivatives (mx.jvp) do not go through the native LTC "
+            "kernel; build the model with kernel='sparse' or 'dense' (or set "
+            "NCP_NATIVE=0) for them"
+        )
+
+    return sequence, forward
 
 
 _FUNCTIONS: dict[tuple[int, int, int, float], tuple[Any, ...]] = {}
@@ -270,8 +270,7 @@ def ltc_sequence(
         *synapses,
         *sensory_synapses,
     )
-    entry[1](arguments)
     # under no_grad the forward runs bare: its results are plain arrays
-    function = entry[0] if native.grad_enabled() else entry[2]
+    function = entry[0] if native.grad_enabled() else entry[1]
     states, readout, _, _ = function(*arguments)
     return states, readout
