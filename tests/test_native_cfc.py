@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
+from ncp_core import native
 from ncp_core.cells import WiredCfCCell
 from ncp_core.classic import NCP, AutoNCP
 from ncp_core.native import cfc as native_cfc
@@ -449,3 +450,10 @@ def test_cell_step_sees_parameter_changes_made_in_place():
         _, expected = cell(x, h)
     np.testing.assert_allclose(np.array(after), np.array(expected), **TOLERANCE)
     assert not np.allclose(np.array(after), np.array(before))
+
+
+def test_forward_mode_derivatives_are_refused_with_a_way_out():
+    model = CfC(3, AutoNCP(12, 3, seed=2))
+    x = mx.ones((2, 4, 3))
+    with pytest.raises(native.NativeUnsupported, match="NCP_NATIVE=0"):
+        mx.jvp(lambda x: model(x)[0], (x,), (mx.ones_like(x),))

@@ -420,3 +420,15 @@ def test_other_float_types_take_the_mlx_kernel():
     model.set_dtype(mx.bfloat16)
     (y, _), counted = calls_during(lambda: model(x))
     assert counted["forward"] == 0 and bool(mx.isfinite(y.astype(mx.float32)).all())
+
+
+def test_one_no_grad_object_can_be_entered_again(monkeypatch):
+    import ncp
+
+    context = ncp.no_grad()
+    for _ in range(2):
+        with context:
+            assert not native.grad_enabled()
+        assert native.grad_enabled()
+    monkeypatch.setenv("NCP_NATIVE", "false")
+    assert not native.enabled()

@@ -38,12 +38,13 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +92,14 @@ _COMMON_FLAGS = (
 _mode = threading.local()
 
 
-@contextlib.contextmanager
-def no_grad() -> Iterator[None]:
+class no_grad:
     """Inference without gradients, like ``torch.no_grad``.
 
     Inside, the native kernels return plain results: no MLX graph is recorded
     for them, so nothing waits on MLX's evaluation thread (about a third of a
     one-step cell call on a small CPU). Gradients taken through such a call
     are zero: use it for inference only. The MLX kernels (GPU,
-    ``NCP_NATIVE=0``) are not affected. Per thread; may be nested.
+    ``NCP_NATIVE=0``) are not affected. Per thread; may be nested and reused.
 
     Example::
 
@@ -107,12 +107,17 @@ def no_grad() -> Iterator[None]:
             for frame in stream:
                 action, state = cell(frame, state)
     """
-    previous = getattr(_mode, "no_grad", False)
-    _mode.no_grad = True
-    try:
-        yield
-    finally:
-        _mode.no_grad = previous
+
+    def __init__(self) -> None:
+        self._previous: list[bool] = []
+
+    def __enter__(self) -> no_grad:
+        self._previous.append(getattr(_mode, "no_grad", False))
+        _mode.no_grad = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _mode.no_grad = self._previous.pop()
 
 
 def grad_enabled() -> bool:
@@ -135,11 +140,17 @@ _failures: dict[str, str] = {}
 
 def enabled() -> bool:
     """False when ``NCP_NATIVE`` turns the native kernels off."""
-    return os.environ.get("NCP_NATIVE", "").strip().lower() not in ("0", "off", "no")
+    value = os.environ.get("NCP_NATIVE", "").strip().lower()
+    return value not in ("0", "off", "no", "false")
 
 
 def _required() -> bool:
-    return os.environ.get("NCP_NATIVE", "").strip().lower() in ("1", "on", "yes")
+    return os.environ.get("NCP_NATIVE", "").strip().lower() in (
+        "1",
+        "on",
+        "yes",
+        "true",
+    )
 
 
 _default_share = 1
@@ -185,10 +196,19 @@ def _exact() -> bool:
     return os.environ.get("NCP_NATIVE_EXACT", "").strip().lower() in ("1", "on", "yes")
 
 
-def _compilers() -> list[str]:
-    configured = os.environ.get("CC")
-    names = [configured] if configured else ["cc", "gcc", "clang"]
-    return [path for name in names if (path := shutil.which(name))]
+def _compilers() -> list[list[str]]:
+    """Compiler command prefixes: ``$CC`` (which may carry arguments, e.g.
+    ``ccache gcc``) or the first of cc, gcc and clang found."""
+    configured = os.environ.get("CC", "").strip()
+    candidates = (
+        [shlex.split(configured)] if configured else [["cc"], ["gcc"], ["clang"]]
+    )
+    found = []
+    for words in candidates:
+        path = shutil.which(words[0]) if words else None
+        if path:
+            found.append([path, *words[1:]])
+    return found
 
 
 def _cpu_identity() -> str:
@@ -225,17 +245,18 @@ def _build(name: str) -> Path:
     )
     compilers = _compilers()
     if not compilers:
-        raise OSError("no C compiler found (tried $CC, cc, gcc, clang)")
+        tried = f"CC={os.environ['CC']!r}" if os.environ.get("CC") else "cc, gcc, clang"
+        raise OSError(f"no C compiler found (tried {tried})")
     common = _COMMON_FLAGS + (("-DNCP_EXACT_EXP",) if _exact() else ())
     errors = []
     for compiler in compilers:
-        version = _compiler_version(compiler)
+        version = _compiler_version(compiler[0])
         for flags in _FLAG_SETS:
             key = hashlib.sha256(
                 b"\0".join(
                     [
                         code,
-                        compiler.encode(),
+                        " ".join(compiler).encode(),
                         version.encode(),
                         " ".join(flags + common).encode(),
                         _cpu_identity().encode(),
@@ -254,11 +275,11 @@ def _build(name: str) -> Path:
                 prefix=f".{name}-", suffix=".so", dir=folder
             )
             os.close(handle)
-            command = [compiler, *flags, *common, str(source), "-o", partial]
+            command = [*compiler, *flags, *common, str(source), "-o", partial]
             command.append("-lm")
             try:
                 done = subprocess.run(
-                    command, capture_output=True, text=True, timeout=300
+                    command, capture_output=True, text=True, timeout=120
                 )
             except (OSError, subprocess.SubprocessError) as error:
                 Path(partial).unlink(missing_ok=True)
@@ -283,6 +304,22 @@ def _prune(folder: Path, name: str, keep: Path, versions: int = 4) -> None:
     for old in builds[versions:]:
         if old != keep:
             old.unlink(missing_ok=True)
+    # private files of builds that were killed half-way
+    for partial in folder.glob(f".{name}-*.so"):
+        with contextlib.suppress(OSError):
+            if time.time() - partial.stat().st_mtime > 3600:
+                partial.unlink()
+
+
+def _open(name: str) -> ctypes.CDLL:
+    """Build (or find) and load ``name``; a cached library that does not
+    load (a broken earlier build) is deleted and built again, once."""
+    path = _build(name)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return ctypes.CDLL(str(_build(name)))
 
 
 def load(name: str) -> ctypes.CDLL | None:
@@ -301,14 +338,16 @@ def load(name: str) -> ctypes.CDLL | None:
             return _libraries[name]
         if name not in _failures:
             try:
-                _libraries[name] = ctypes.CDLL(str(_build(name)))
+                _libraries[name] = _open(name)
                 return _libraries[name]
             except OSError as error:
                 _failures[name] = str(error)
     if _required():
         raise NativeUnavailable(
             f"NCP_NATIVE=1 but the native kernel {name!r} is unavailable: "
-            f"{_failures[name]}\nInstall a C compiler (e.g. gcc) or unset NCP_NATIVE."
+            f"{_failures[name]}\nInstall a C compiler (e.g. gcc), make the cache "
+            f"folder {_cache_dir()} writable (or set NCP_NATIVE_CACHE), or unset "
+            "NCP_NATIVE."
         )
     return None
 
@@ -320,10 +359,14 @@ def available(name: str) -> bool:
 
 def status() -> dict[str, Any]:
     """What the native kernels look like in this process (for reports)."""
+    try:
+        threads: int | str = num_threads()
+    except ModelError as error:
+        threads = str(error)
     return {
         "enabled": enabled(),
         "exact_exp": _exact(),
-        "threads": num_threads(),
+        "threads": threads,
         "cache": str(_cache_dir()),
         "loaded": sorted(_libraries),
         "failures": dict(_failures),

@@ -208,6 +208,13 @@ def _function(
 
     wired_cfc = mx.custom_function(bare)
 
+    @wired_cfc.jvp
+    def wired_cfc_jvp(primals: Any, tangents: Any) -> Any:
+        raise native.NativeUnsupported(
+            "forward-mode derivatives (mx.jvp) do not go through the native CfC "
+            "kernel; set NCP_NATIVE=0 for them"
+        )
+
     # XXX: no second derivatives: the backward is a C call, not MLX operations
     # that MLX could differentiate again
     @wired_cfc.vjp
