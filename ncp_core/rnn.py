@@ -128,6 +128,11 @@ class _SequenceModel(nn.Module):
             )
         if length == 0:
             raise ModelError(f"{name} got an input with no time steps")
+        if batch == 0:
+            raise ModelError(
+                f"{name} got an empty batch (input shape {tuple(x.shape)}); pass "
+                "at least one series"
+            )
         h, c = self._initial_state(hx, batch, batched)
         mask = self._mask(mask, batch, length, batched)
         elapsed = self._elapsed(timespans, batch, length, batched, mask)

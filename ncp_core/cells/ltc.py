@@ -418,7 +418,7 @@ class LTCCell(nn.Module):
         x = self._map_inputs(x)
         if self.kernel == "dense":
             # the dense activations are (rows, S, N): take the steps in chunks
-            steps = max(1, DENSE_SENSORY_BUDGET // (batch * features * n))
+            steps = max(1, DENSE_SENSORY_BUDGET // max(1, batch * features * n))
             nums, dens = [], []
             for start in range(0, length, steps):
                 chunk = x[:, start : start + steps].transpose(1, 0, 2)
@@ -586,6 +586,8 @@ class LTCCell(nn.Module):
         if not self.uses_native:
             return None
         present = [a for a in self._native_sources() if a is not None]
+        if x.size == 0:
+            return None  # nothing to compute: the MLX path returns the shapes
         if any(a.dtype != mx.float32 for a in (x, h, *present)):
             return None  # the kernel is float32 only: other types take MLX's
         if not native.can_run(x, h, *present):
