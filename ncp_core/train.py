@@ -1171,6 +1171,9 @@ class Trainer:
             "parameters": _count_parameters(run.model),
             "wiring": run.wiring.summary(),
             "data": run.config["data"],
+            # which kernels trained it: native and MLX differ by rounding
+            "kernels": "native" if uses_native(run.model) else "mlx",
+            "compiled": self.compile,
         }
         with self.dp.guard("writing the summary"):
             if self.folder is not None:

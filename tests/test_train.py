@@ -447,3 +447,13 @@ def test_the_notebook_example_in_docs_runs(tmp_path, monkeypatch):
     assert (tmp_path / "runs").is_dir()
     assert run.metrics["accuracy"] > 0.5
     assert len(namespace["prediction"].labels) == len(namespace["data"].X_test)
+
+
+def test_the_summary_says_which_kernels_trained_the_model(monkeypatch):
+    from ncp_core import native
+
+    run = fit(toy_classification(), epochs=1, **FAST)
+    expected = "native" if native.available("cfc") else "mlx"
+    assert run.summary["kernels"] == expected and run.summary["compiled"] is False
+    monkeypatch.setenv("NCP_NATIVE", "0")
+    assert fit(toy_classification(), epochs=1, **FAST).summary["kernels"] == "mlx"
