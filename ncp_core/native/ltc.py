@@ -122,7 +122,7 @@ def _make_function(
         addresses = [constants[0], constants[1], *w, constants[2], constants[3], *sw]
         return (batch, length, n, features), head, params, addresses
 
-    def forward(*arrays: mx.array) -> tuple[mx.array, ...]:
+    def forward(*arrays: mx.array, saved: bool = True) -> tuple[Any, ...]:
         held: list[Any] = []
         sizes, head, params, synapses = common(arrays, held)
         batch, length, n, features = sizes
@@ -143,6 +143,9 @@ def _make_function(
         if arrays[0].ndim == 2:
             # one step: the shapes of a cell call, (B, N) and (B, M)
             states, readout = states[:, 0], readout[:, 0]
+        if not saved:
+            # no_grad: the backward's arrays are not copied into MLX
+            return mx.array(states), mx.array(readout), None, None
         return mx.array(states), mx.array(readout), mx.array(V), mx.array(D)
 
     sequence = mx.custom_function(forward)
@@ -270,7 +273,9 @@ def ltc_sequence(
         *synapses,
         *sensory_synapses,
     )
-    # under no_grad the forward runs bare: its results are plain arrays
-    function = entry[0] if native.grad_enabled() else entry[1]
-    states, readout, _, _ = function(*arguments)
+    if native.grad_enabled():
+        states, readout, _, _ = entry[0](*arguments)
+    else:
+        # the forward runs bare: its results are plain arrays
+        states, readout, _, _ = entry[1](*arguments, saved=False)
     return states, readout
