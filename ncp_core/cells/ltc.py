@@ -585,14 +585,14 @@ class LTCCell(nn.Module):
         the CPU)."""
         if not self.uses_native:
             return None
-        present = [a for a in self._native_sources() if a is not None]
+        sources = self._native_sources()
+        present = [a for a in sources if a is not None]
         if x.size == 0:
             return None  # nothing to compute: the MLX path returns the shapes
         if any(a.dtype != mx.float32 for a in (x, h, *present)):
             return None  # the kernel is float32 only: other types take MLX's
         if not native.can_run(x, h, *present):
             return None
-        sources = self._native_sources()
         batch, length = x.shape[0], (1 if x.ndim == 2 else x.shape[1])
         recurrent, sensory = self._native_synapse_lists()
         values = self._native_parameters(sources)

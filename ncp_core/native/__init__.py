@@ -397,15 +397,22 @@ def as_buffer(x: mx.array, dtype: Any = np.float32) -> np.ndarray:
 _from_buffer = ctypes.c_char.from_buffer
 
 
-def address(array: mx.array, held: list[Any], dtype: Any = np.float32) -> int:
-    """The address of the evaluated ``array``'s data as C-contiguous
-    ``dtype``: its own memory where it already is that, else a copy.
+def address(array: mx.array | np.ndarray, held: list[Any], dtype: Any = None) -> int:
+    """The address of an evaluated array's data as C-contiguous ``dtype``
+    (default: float32 for an MLX array, its own type for a numpy one): its
+    own memory where it already is that, else a copy.
 
     ``held`` keeps what the address points into alive: keep it until the C
     call returns. Nothing is cached across calls: an in-place update of an
     MLX array may move its data.
     """
-    if np.dtype(dtype) == np.float32 and array.dtype == mx.float32:
+    if dtype is None:
+        dtype = array.dtype if isinstance(array, np.ndarray) else np.float32
+    if (
+        isinstance(array, mx.array)
+        and array.dtype == mx.float32
+        and np.dtype(dtype) == np.float32
+    ):
         try:
             view = _from_buffer(array)  # type: ignore[arg-type]
         except (TypeError, ValueError, BufferError):

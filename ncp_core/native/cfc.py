@@ -123,29 +123,11 @@ def _time_scales(cell: Any, plan: _Plan) -> np.ndarray:
     return np.concatenate([np.asarray(s, np.float32) for s in cell._time_scales])
 
 
-_from_buffer = ctypes.c_char.from_buffer
-
-
 def _addresses(arrays: list[Any], held: list[Any]) -> Any:
-    """The addresses of float32 arrays' data (None stays NULL), each
-    C-contiguous: copied if it is not.
-
-    The buffer protocol gives an address without a numpy view; ``held``
-    keeps what the addresses point into alive until the kernel returns.
-    """
-    addresses: list[int | None] = []
-    for array in arrays:
-        if array is None:
-            addresses.append(None)
-            continue
-        try:
-            view: Any = _from_buffer(array)
-        except (TypeError, ValueError, BufferError):
-            view = native.as_buffer(array)
-            addresses.append(view.ctypes.data)
-        else:
-            addresses.append(ctypes.addressof(view))
-        held.append(view)
+    """The addresses of float32 arrays' data (None stays NULL) as a C array,
+    each C-contiguous (see :func:`ncp_core.native.address`); ``held`` keeps
+    what they point into alive until the kernel returns."""
+    addresses = [None if a is None else native.address(a, held) for a in arrays]
     return (ctypes.c_void_p * len(addresses))(*addresses)
 
 

@@ -78,6 +78,54 @@ static int release_on_failure(void **blocks, int count) {
   return failed ? -1 : 0;
 }
 
+/* num[b] += Σ a E, den[b] += Σ a over the synapses into target j, for
+   a = w σ(s (u_src − μ)) with u the (P, B) source plane; b in [lo, hi) */
+static inline void synapse_sums(const synapses_t *syn, int j, const float *u,
+                                int B, int lo, int hi, float *num, float *den) {
+  for (int e = syn->ptr[j]; e < syn->ptr[j + 1]; e++) {
+    const float *ui = u + (size_t)syn->src[e] * B;
+    float w = syn->w[e], s = syn->s[e], mu = syn->mu[e], rev = syn->erev[e];
+#pragma omp simd
+    for (int b = lo; b < hi; b++) {
+      float a = w * ncp_sigmoid(s * (ui[b] - mu));
+      num[b] += a * rev;
+      den[b] += a;
+    }
+  }
+}
+
+/* Back through synapse_sums for target j: from g_num, g_den (the gradients
+   of num and den, rows of b) into the synapse parameters' sums and into the
+   source plane's gradient g_u */
+static inline void synapse_grads(const synapses_t *syn, int j, const float *u,
+                                 int B, int lo, int hi, const float *g_num,
+                                 const float *g_den, synapse_grads_t *grads,
+                                 float *g_u) {
+  for (int e = syn->ptr[j]; e < syn->ptr[j + 1]; e++) {
+    size_t row = (size_t)syn->src[e] * B;
+    const float *ui = u + row;
+    float *gi = g_u + row;
+    float w = syn->w[e], s = syn->s[e], mu = syn->mu[e], rev = syn->erev[e];
+    float sum_e = 0.0f, sum_w = 0.0f, sum_s = 0.0f, sum_mu = 0.0f;
+#pragma omp simd reduction(+ : sum_e, sum_w, sum_s, sum_mu)
+    for (int b = lo; b < hi; b++) {
+      float d = ui[b] - mu;
+      float sg = ncp_sigmoid(s * d);
+      float da = g_num[b] * rev + g_den[b];
+      sum_e += g_num[b] * sg;
+      sum_w += da * sg;
+      float dz = da * w * sg * (1.0f - sg);
+      sum_s += dz * d;
+      sum_mu += dz;
+      gi[b] += dz * s;
+    }
+    grads->erev[e] += w * sum_e;
+    grads->w[e] += sum_w;
+    grads->s[e] += sum_s;
+    grads->mu[e] -= s * sum_mu;
+  }
+}
+
 /* the mapped inputs of step t as (S, B) columns [lo, hi) of xt */
 static void step_inputs(int B, int L, int S, int t, int lo, int hi,
                         const float *x, const float *win, const float *bin,
@@ -99,16 +147,7 @@ static void sensory_drive(int N, int B, int lo, int hi, const float *xt,
       num[b] = leak;
       den[b] = g;
     }
-    for (int e = sen->ptr[j]; e < sen->ptr[j + 1]; e++) {
-      const float *xq = xt + (size_t)sen->src[e] * B;
-      float w = sen->w[e], s = sen->s[e], mu = sen->mu[e], rev = sen->erev[e];
-#pragma omp simd
-      for (int b = lo; b < hi; b++) {
-        float a = w * ncp_sigmoid(s * (xq[b] - mu));
-        num[b] += a * rev;
-        den[b] += a;
-      }
-    }
+    synapse_sums(sen, j, xt, B, lo, hi, num, den);
   }
 }
 
@@ -172,16 +211,7 @@ int ncp_ltc_forward(int B, int L, int N, int S, int K, int threads,
             num[b] = ct * vj[b] + snj[b];
             den[b] = ct + sdj[b] + epsilon;
           }
-          for (int e = rec.ptr[j]; e < rec.ptr[j + 1]; e++) {
-            const float *vi = v + (size_t)rec.src[e] * B;
-            float we = rec.w[e], se = rec.s[e], me = rec.mu[e], re = rec.erev[e];
-#pragma omp simd
-            for (int b = lo; b < hi; b++) {
-              float a = we * ncp_sigmoid(se * (vi[b] - me));
-              num[b] += a * re;
-              den[b] += a;
-            }
-          }
+          synapse_sums(&rec, j, v, B, lo, hi, num, den);
 #pragma omp simd
           for (int b = lo; b < hi; b++) num[b] = num[b] / den[b];
         }
@@ -303,30 +333,8 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
           gcm[j] += gc;
         }
         for (int j = 0; j < N; j++) {
-          const float *gNj = gN + (size_t)j * B, *gDj = gD + (size_t)j * B;
-          for (int e = rec.ptr[j]; e < rec.ptr[j + 1]; e++) {
-            size_t srow = (size_t)rec.src[e] * B;
-            const float *vi = v + srow;
-            float *gi = g_next + srow;
-            float we = rec.w[e], se = rec.s[e], me = rec.mu[e], re = rec.erev[e];
-            float sum_e = 0.0f, sum_w = 0.0f, sum_s = 0.0f, sum_mu = 0.0f;
-#pragma omp simd reduction(+ : sum_e, sum_w, sum_s, sum_mu)
-            for (int b = lo; b < hi; b++) {
-              float d = vi[b] - me;
-              float sg = ncp_sigmoid(se * d);
-              float da = gNj[b] * re + gDj[b];
-              sum_e += gNj[b] * sg;
-              sum_w += da * sg;
-              float dz = da * we * sg * (1.0f - sg);
-              sum_s += dz * d;
-              sum_mu += dz;
-              gi[b] += dz * se;
-            }
-            gr.erev[e] += we * sum_e;
-            gr.w[e] += sum_w;
-            gr.s[e] += sum_s;
-            gr.mu[e] -= se * sum_mu;
-          }
+          size_t row = (size_t)j * B;
+          synapse_grads(&rec, j, v, B, lo, hi, gN + row, gD + row, &gr, g_next);
         }
         float *swap = g;
         g = g_next;
@@ -350,29 +358,8 @@ int ncp_ltc_backward(int B, int L, int N, int S, int K, int threads,
         }
         ggl[j] += sum_num * vleak[j] + sum_den;
         gvl[j] += sum_num * gleak[j];
-        for (int e = sen.ptr[j]; e < sen.ptr[j + 1]; e++) {
-          size_t qrow = (size_t)sen.src[e] * B;
-          const float *xq = xt + qrow;
-          float *gq = gxt + qrow;
-          float we = sen.w[e], se = sen.s[e], me = sen.mu[e], re = sen.erev[e];
-          float sum_e = 0.0f, sum_w = 0.0f, sum_s = 0.0f, sum_mu = 0.0f;
-#pragma omp simd reduction(+ : sum_e, sum_w, sum_s, sum_mu)
-          for (int b = lo; b < hi; b++) {
-            float d = xq[b] - me;
-            float sg = ncp_sigmoid(se * d);
-            float da = g_num[row + b] * re + g_den[row + b];
-            sum_e += g_num[row + b] * sg;
-            sum_w += da * sg;
-            float dz = da * we * sg * (1.0f - sg);
-            sum_s += dz * d;
-            sum_mu += dz;
-            gq[b] += dz * se;
-          }
-          gsn.erev[e] += we * sum_e;
-          gsn.w[e] += sum_w;
-          gsn.s[e] += sum_s;
-          gsn.mu[e] -= se * sum_mu;
-        }
+        synapse_grads(&sen, j, xt, B, lo, hi, g_num + row, g_den + row, &gsn,
+                      gxt);
       }
       /* back through the input mapping */
       for (int b = lo; b < hi; b++) {

@@ -37,7 +37,8 @@ def run_doc_example(page: str) -> dict:
 def input_space_fields(wiring: Vision):
     """Per neuron and per input feature: level and the input-pixel rectangle
     ``[row_lo, row_hi] × [col_lo, col_hi]`` its receptive field spans, found
-    from the rule ``rows r·s − p … r·s − p + k − 1`` unclipped, level by level.
+    from the rule ``rows r·s − p … r·s − p + k − 1`` unclipped, level by
+    level.
 
     Returns ``(levels, fields)`` for neurons and ``fields`` for input features.
     """
